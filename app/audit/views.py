@@ -1,0 +1,2 @@
+from flask import Blueprint
+bp = Blueprint("audit_views", __name__)

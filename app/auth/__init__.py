@@ -1,0 +1,1 @@
+"""Log in and out, sessions, throttling, second factor, passwords."""

@@ -1,0 +1,1 @@
+"""Background jobs: one `enqueue` entry point, rq on Redis or in-process."""

@@ -1,0 +1,2 @@
+from flask import Blueprint
+bp = Blueprint("jobs_views", __name__)

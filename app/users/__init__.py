@@ -1,0 +1,1 @@
+"""Agencies, user groups, users and roles."""

@@ -1,0 +1,2 @@
+from flask import Blueprint
+bp = Blueprint("users_api", __name__)

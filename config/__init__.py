@@ -1,0 +1,188 @@
+"""Settings, one class per environment, read from environment variables.
+
+`APP_ENV` picks the class (development, test, production); every value can be
+overridden with an environment variable of the same name. Production refuses to
+start with DEBUG on or without a real secret key (S23).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+INSECURE_SECRET_KEYS = {"", "dev", "change-me", "secret", "development-secret-key"}
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when the settings are unsafe or incomplete."""
+
+
+def _env(name: str, default=None):
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain postgres:// URLs."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class BaseConfig:
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+
+    # Storage and jobs. REDIS_URL unset means jobs run in-process.
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL: str | None = None
+    RQ_QUEUE = "primero"
+    JOB_MAX_ATTEMPTS = 4
+    JOB_BACKOFF_SECONDS = (10, 60, 300)  # wait before the 2nd, 3rd, 4th attempt
+    JOB_SWEEP_SECONDS = 15
+
+    # Sessions (S10, S11).
+    SESSION_COOKIE_NAME = "cpims_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    SESSION_IDLE_MINUTES = 30
+    SESSION_MAX_HOURS = 12
+    REMEMBER_COOKIE_DURATION = 0
+
+    # Login throttling (S9): failures within the window.
+    LOGIN_WINDOW_MINUTES = 15
+    LOGIN_MAX_FAILURES_PER_ACCOUNT = 10
+    LOGIN_MAX_FAILURES_PER_ADDRESS = 50
+
+    PASSWORD_MIN_LENGTH = 12
+    PASSWORD_MAX_LENGTH = 128
+    PASSWORD_RESET_MINUTES = 60
+    REQUIRE_TOTP_FOR_ADMINS = False
+
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session, which has its own limits
+    WTF_CSRF_SSL_STRICT = True
+
+    LANGUAGES = {"en": "English", "fr": "Français", "ar": "العربية"}
+    RTL_LANGUAGES = {"ar"}
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_DEFAULT_TIMEZONE = "UTC"
+
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    PREFERRED_URL_SCHEME = "http"
+
+    def __init__(self, instance_path: str | None = None):
+        self.instance_path = instance_path
+        self.SECRET_KEY = _env("SECRET_KEY", "")
+        self.REDIS_URL = _env("REDIS_URL", self.REDIS_URL)
+        self.RQ_QUEUE = _env("RQ_QUEUE", self.RQ_QUEUE)
+        self.SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", self.SESSION_IDLE_MINUTES)
+        self.SESSION_MAX_HOURS = _env_int("SESSION_MAX_HOURS", self.SESSION_MAX_HOURS)
+        self.LOGIN_MAX_FAILURES_PER_ACCOUNT = _env_int(
+            "LOGIN_MAX_FAILURES_PER_ACCOUNT", self.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+        self.LOGIN_MAX_FAILURES_PER_ADDRESS = _env_int(
+            "LOGIN_MAX_FAILURES_PER_ADDRESS", self.LOGIN_MAX_FAILURES_PER_ADDRESS)
+        self.REQUIRE_TOTP_FOR_ADMINS = _env_bool("REQUIRE_TOTP_FOR_ADMINS", self.REQUIRE_TOTP_FOR_ADMINS)
+        self.DEBUG = _env_bool("FLASK_DEBUG", self.DEBUG)
+        url = _env("DATABASE_URL")
+        if url:
+            self.SQLALCHEMY_DATABASE_URI = normalise_database_url(url)
+
+    def validate(self) -> None:
+        """Refuse settings that would be unsafe in this environment."""
+        if not self.SQLALCHEMY_DATABASE_URI:
+            raise ConfigError("DATABASE_URL is not set")
+
+
+class DevelopmentConfig(BaseConfig):
+    """Embedded default: a SQLite file in the instance folder, jobs in-process."""
+
+    ENV_NAME = "development"
+
+    def __init__(self, instance_path: str | None = None):
+        super().__init__(instance_path)
+        if not self.SQLALCHEMY_DATABASE_URI and instance_path:
+            self.SQLALCHEMY_DATABASE_URI = f"sqlite:///{Path(instance_path) / 'cpims.sqlite3'}"
+        if not self.SECRET_KEY and instance_path:
+            self.SECRET_KEY = _instance_secret_key(Path(instance_path))
+
+
+class TestConfig(BaseConfig):
+    ENV_NAME = "test"
+    TESTING = True
+    PASSWORD_HASH_FAST = True  # cheaper argon2 parameters so the suite stays fast
+
+    def __init__(self, instance_path: str | None = None):
+        super().__init__(instance_path)
+        self.SQLALCHEMY_DATABASE_URI = normalise_database_url(
+            _env("TEST_DATABASE_URL") or _env("DATABASE_URL") or "sqlite://")
+        self.SECRET_KEY = "test-secret-key-not-for-production-use"
+        self.RQ_QUEUE = _env("RQ_QUEUE", "cpims-test")
+        self.SERVER_NAME = None
+
+
+class ProductionConfig(BaseConfig):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+
+    def __init__(self, instance_path: str | None = None):
+        super().__init__(instance_path)
+        self.SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", True)
+        self.REQUIRE_TOTP_FOR_ADMINS = _env_bool("REQUIRE_TOTP_FOR_ADMINS", True)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.DEBUG:
+            raise ConfigError("Production refuses to start with DEBUG on (unset FLASK_DEBUG)")
+        if self.SECRET_KEY in INSECURE_SECRET_KEYS or len(self.SECRET_KEY) < 32:
+            raise ConfigError("Production needs SECRET_KEY set to a random value of at least 32 characters")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "test": TestConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(name: str | None = None, instance_path: str | None = None) -> BaseConfig:
+    name = name or _env("APP_ENV", "development")
+    try:
+        cls = CONFIGS[name]
+    except KeyError as exc:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(CONFIGS)}, got {name!r}") from exc
+    config = cls(instance_path)
+    config.validate()
+    return config
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """A random key kept in the instance folder so development sessions survive restarts."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
