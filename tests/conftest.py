@@ -8,12 +8,14 @@ migrations, not by create_all, so the tests run on what production runs.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import tempfile
 import uuid
 
 import pytest
+from flask.testing import FlaskClient
 from flask_sqlalchemy.session import _app_ctx_id
 from sqlalchemy import text
 from sqlalchemy.orm import scoped_session, sessionmaker
@@ -49,9 +51,18 @@ def reset_schema(app) -> None:
         db.session.remove()
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs in a fresh context, as in production: it pushes its own app
+    context (and `g`) instead of reusing the one the test holds open."""
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app():
     application = create_app("test")
+    application.test_client_class = IsolatedClient
     reset_schema(application)
     with application.app_context():
         from app.cli import seed_roles
@@ -64,7 +75,7 @@ def app():
 @pytest.fixture(autouse=True)
 def _transaction(request, app):
     """Each test runs in a transaction that is rolled back afterwards."""
-    if "committed" in request.fixturenames:
+    if "committed" in request.fixturenames or "own_database" in request.fixturenames:
         yield
         return
     with app.app_context():
@@ -72,9 +83,10 @@ def _transaction(request, app):
         outer = connection.begin()
         original = db.session
         # A plain Session bound to this connection (Flask-SQLAlchemy's own picks the engine).
-        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
-        db.session = scoped_session(factory, scopefunc=_app_ctx_id)
-        _rebind_hooks()
+        # One factory for the whole run: session event hooks are attached to its class once.
+        _TEST_SESSION_FACTORY.configure(bind=connection)
+        db.session = scoped_session(_TEST_SESSION_FACTORY, scopefunc=_app_ctx_id)
+        _install_hooks_once()
         try:
             yield
         finally:
@@ -84,9 +96,15 @@ def _transaction(request, app):
             connection.close()
 
 
-def _rebind_hooks():
-    from app.jobs.operations import install_session_hooks
-    install_session_hooks()
+_TEST_SESSION_FACTORY = sessionmaker(join_transaction_mode="create_savepoint")
+_hooks_installed = []
+
+
+def _install_hooks_once():
+    if not _hooks_installed:
+        from app.jobs.operations import install_session_hooks
+        install_session_hooks()
+        _hooks_installed.append(True)
 
 
 @pytest.fixture
@@ -96,6 +114,12 @@ def committed(app):
     with app.app_context():
         db.session.remove()
         truncate_data(app)
+
+
+@pytest.fixture
+def own_database():
+    """For tests that build their own app on another database: db.session is left alone."""
+    yield
 
 
 def truncate_data(app) -> None:

@@ -137,16 +137,16 @@ def _dispatch(ids: list[int]) -> int:
         for job_id in ids:
             run_job(job_id)
         return len(ids)
+    pushed: list[int] = []
     try:
         queue = rq_queue()
-        pushed = []
         for job_id in ids:
             queue.enqueue("app.jobs.worker.perform", job_id, job_id=f"cpims-{job_id}-{int(time.time())}",
                           result_ttl=0, failure_ttl=86400, job_timeout=3600)
             pushed.append(job_id)
     except Exception as exc:  # RedisError, connection refused, timeout
-        log.warning("Redis unavailable (%s); %d job(s) stay pending until it is back",
-                    type(exc).__name__, len(ids) - len(pushed))
+        log.warning("Redis unavailable (%s: %s); %d job(s) stay pending until it is back",
+                    type(exc).__name__, exc, len(ids) - len(pushed))
     if pushed:
         db.session.execute(update(JobRecord).where(
             JobRecord.id.in_(pushed), JobRecord.status == STATUS_PENDING
