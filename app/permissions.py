@@ -86,6 +86,9 @@ AUDIT_READ = register_permission(
     "audit", "read", _l("Read the audit trail"), (ROLE_ADMINISTRATOR,), is_admin=True)
 JOBS_MANAGE = register_permission(
     "jobs", "manage", _l("See and retry background jobs"), (ROLE_ADMINISTRATOR,), is_admin=True)
+API_TOKENS = register_permission(
+    "api", "tokens", _l("Create personal API tokens (they act with the user's own permissions)"),
+    (ROLE_CASEWORKER, ROLE_SUPERVISOR, ROLE_TRACING_OFFICER, ROLE_SERVICE_PROVIDER, ROLE_ADMINISTRATOR))
 TEAM_READ = register_permission(
     "team", "read", _l("See the members of the groups one supervises"), (ROLE_SUPERVISOR,))
 

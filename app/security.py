@@ -42,6 +42,18 @@ def init_security(app: Flask) -> None:
     def _assign_request_id():
         g.request_id = str(uuid.uuid4())
 
+    @app.before_request
+    def _check_csrf():
+        """Every state-changing browser request carries the CSRF token (S7). A request with a
+        bearer token is authenticated by that token alone (never by the cookie), and a
+        cross-site page cannot add that header, so it needs none."""
+        from app.auth.operations import bearer_token
+        from app.extensions import csrf
+        if (request.method in ("GET", "HEAD", "OPTIONS", "TRACE") or bearer_token()
+                or not app.config.get("WTF_CSRF_ENABLED", True)):
+            return
+        csrf.protect()
+
     @app.after_request
     def _security_headers(response):
         headers = response.headers

@@ -81,6 +81,7 @@ class BaseConfig:
     PASSWORD_RESET_MINUTES = 60
     REQUIRE_TOTP_FOR_ADMINS = False
 
+    WTF_CSRF_CHECK_DEFAULT = False  # app.security checks every unsafe request itself (token clients exempt)
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session, which has its own limits
     WTF_CSRF_SSL_STRICT = True
 

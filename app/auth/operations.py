@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from sqlalchemy import delete, func, select, update
 
 from app.audit.operations import record_audit
-from app.auth.models import LoginFailure, PasswordResetCode, UserSession
+from app.auth.models import ApiToken, LoginFailure, PasswordResetCode, UserSession
 from app.auth.passwords import hash_password, needs_rehash, password_problems, verify_password
 from app.db import utcnow
 from app.extensions import db
@@ -146,6 +146,9 @@ def current_session_row() -> UserSession | None:
 
 def load_session_user(user_id: str) -> User | None:
     """Flask-Login's user loader: the cookie is only good while its server-side session lives."""
+    from flask import request
+    if request.headers.get("Authorization"):
+        return None  # a request that brings a token is authenticated by the token alone
     row = current_session_row()
     if row is None or row.ended_at is not None or str(row.user_id) != str(user_id):
         return None
@@ -301,3 +304,63 @@ def enable_totp(user: User, secret: str, code: str, address: str) -> None:
 def disable_totp(user: User, by: User) -> None:
     user.totp_secret, user.is_totp_enabled, user.last_totp_step = None, False, None
     record_audit("auth.totp_disabled", "user", user.id, user=by)
+
+
+# --- personal API tokens ------------------------------------------------------------
+
+API_TOKEN_PREFIX = "cpims_"
+API_TOKEN_MAX_DAYS = 365
+TOKEN_TOUCH_EVERY = timedelta(hours=1)
+
+
+def create_api_token(user: User, name: str, days: int) -> tuple[ApiToken, str]:
+    """Make a token for `user`; returns the row and the token, which is shown once."""
+    name = (name or "").strip()
+    errors = {}
+    if not name or len(name) > 100:
+        errors["name"] = _("Give the token a name of up to 100 characters (what will use it?).")
+    if not isinstance(days, int) or not 1 <= days <= API_TOKEN_MAX_DAYS:
+        errors["days"] = _("Choose between 1 and %(n)d days.", n=API_TOKEN_MAX_DAYS)
+    if errors:
+        field, message = next(iter(errors.items()))
+        raise AuthError(message, field=field)
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name, token_hash=_sha256(token), prefix=token[:12],
+                   expires_at=utcnow() + timedelta(days=days))
+    db.session.add(row)
+    db.session.flush()
+    record_audit("auth.api_token_created", "api_token", row.id, detail={"days": days}, user=user)
+    return row, token
+
+
+def revoke_api_token(user: User, token_id: int) -> bool:
+    result = db.session.execute(update(ApiToken).where(
+        ApiToken.id == token_id, ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)
+    ).values(revoked_at=utcnow()))
+    if result.rowcount:
+        record_audit("auth.api_token_revoked", "api_token", token_id, user=user)
+    return bool(result.rowcount)
+
+
+def bearer_token() -> str | None:
+    from flask import request
+    header = request.headers.get("Authorization", "")
+    scheme, _sep, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def load_token_user(request) -> User | None:
+    """Flask-Login's request loader: a valid, unexpired, unrevoked token of an active user."""
+    token = bearer_token()
+    if not token or not token.startswith(API_TOKEN_PREFIX):
+        return None
+    row = db.session.execute(select(ApiToken).where(ApiToken.token_hash == _sha256(token))).scalar_one_or_none()
+    if row is None or not row.is_usable or not row.user.is_active:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > TOKEN_TOUCH_EVERY:
+        db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+        db.session.commit()
+    return row.user

@@ -9,12 +9,13 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import operations as ops
-from app.auth.models import UserSession
+from app.auth.models import ApiToken, UserSession
 from app.extensions import db, login_manager
+from app.permissions import API_TOKENS, can, require
 from app.users.models import User
 
 bp = Blueprint("auth", __name__)
@@ -30,6 +31,11 @@ ALLOWED_WHILE_PASSWORD_EXPIRED = {"auth.change_password", "auth.logout", "static
 @login_manager.user_loader
 def _load_user(user_id: str):
     return ops.load_session_user(user_id)
+
+
+@login_manager.request_loader
+def _load_token_user(request):
+    return ops.load_token_user(request)
 
 
 @login_manager.unauthorized_handler
@@ -184,16 +190,56 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
-@bp.get("/account")
-@login_required
-def account():
+class ApiTokenForm(FlaskForm):
+    name = StringField(_l("What will use this token?"), validators=[DataRequired(), Length(max=100)])
+    days = IntegerField(_l("Valid for (days)"), default=90, validators=[DataRequired(), NumberRange(1, 365)])
+
+
+def _account_page(token_form=None, new_token=None, status=200):
     sessions = db.session.query(UserSession).filter(
         UserSession.user_id == current_user.id, UserSession.ended_at.is_(None)
     ).order_by(UserSession.created_at.desc()).all()
+    tokens = db.session.query(ApiToken).filter(ApiToken.user_id == current_user.id).order_by(
+        ApiToken.created_at.desc()).all()
     current = ops.current_session_row()
-    return render_template("auth/account.html", sessions=sessions,
+    return render_template("auth/account.html", sessions=sessions, tokens=tokens,
                            current_session_id=current.id if current else None,
-                           totp_mandatory=ops.totp_mandatory(current_user))
+                           totp_mandatory=ops.totp_mandatory(current_user),
+                           token_form=token_form or ApiTokenForm(formdata=None),
+                           can_make_tokens=can(current_user, API_TOKENS), new_token=new_token), status
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return _account_page()
+
+
+@bp.post("/account/tokens")
+@login_required
+@require(API_TOKENS)
+def create_api_token():
+    """The token is shown once, in this response; it is never stored or sent again."""
+    form = ApiTokenForm()
+    if not form.validate_on_submit():
+        return _account_page(token_form=form, status=422)
+    try:
+        _row, token = ops.create_api_token(current_user, form.name.data, form.days.data)
+    except ops.AuthError as error:
+        getattr(form, error.field or "name").errors = [error.message]
+        return _account_page(token_form=form, status=422)
+    db.session.commit()
+    return _account_page(new_token=token, status=201)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_api_token(token_id: int):
+    if not ops.revoke_api_token(current_user, token_id):
+        abort(404)
+    db.session.commit()
+    flash(_("The token is revoked."), "success")
+    return redirect(url_for("auth.account"))
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
