@@ -252,3 +252,9 @@ def ensure_role(code: str, name: str, scope: str, is_supervisor: bool = False, d
     db.session.flush()
     return role
 
+
+def end_user_sessions(user: User, actor=None, keep_session_id: int | None = None) -> int:
+    """An administrator logs a user out everywhere (a lost phone, a shared computer)."""
+    count = end_all_sessions(user, "ended_by_admin", keep_session_id=keep_session_id)
+    record_audit("user.sessions_ended", "user", user.id, detail={"count": count}, user=actor)
+    return count
