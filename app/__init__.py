@@ -5,6 +5,7 @@ import logging
 import os
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from config import BaseConfig, load_config
 
@@ -13,10 +14,13 @@ from config import BaseConfig, load_config
 FEATURE_BLUEPRINTS = (
     "app.main.views",
     "app.auth.views",
+    "app.auth.api",
     "app.users.views",
     "app.users.api",
     "app.audit.views",
     "app.jobs.views",
+    "forms.views",
+    "forms.api",
 )
 
 
@@ -49,6 +53,8 @@ def configure_app(app: Flask, config) -> None:
     app.config["ENV_NAME"] = config.ENV_NAME
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
     app.permanent_session_lifetime = app.config["SESSION_MAX_HOURS"] * 3600
+    # Ids in URLs fit a database integer; a larger number is simply "not found" (never a 500).
+    app.url_map.converters["int"] = BoundedIntegerConverter
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(app.instance_path, exist_ok=True)
     trusted_proxies = int(os.environ.get("TRUSTED_PROXIES", "0") or 0)
@@ -58,11 +64,18 @@ def configure_app(app: Flask, config) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies)
 
 
+class BoundedIntegerConverter(IntegerConverter):
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def _engine_options(url: str) -> dict:
+    # hide_parameters: SQL errors never carry bound values (names, phone numbers) into logs (S16).
     if url.startswith("sqlite"):
         # SQLite: wait for the writer instead of failing at once.
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "hide_parameters": True}
 
 
 def configure_logging(app: Flask) -> None:
@@ -94,9 +107,24 @@ def register_extensions(app: Flask) -> None:
                      render_as_batch=True, compare_type=True, render_item=alembic_render_item)
     csrf.init_app(app)
     login_manager.init_app(app)
+    _dispatch_jobs_after_requests(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = None  # our server-side sessions do better (app.auth)
     install_session_hooks()
+
+
+def _dispatch_jobs_after_requests(app: Flask) -> None:
+    """Jobs committed by a request are pushed to rq (or run in-process) once it is done."""
+    from app.jobs.operations import dispatch_committed_jobs, maybe_sweep_inline
+
+    @app.after_request
+    def _dispatch(response):
+        try:
+            dispatch_committed_jobs()
+            maybe_sweep_inline()
+        except Exception:  # the user's work is committed; the sweeper will catch up
+            logging.getLogger(__name__).exception("could not dispatch jobs after the request")
+        return response
 
 
 def _sqlite_pragmas(engine) -> None:
@@ -118,8 +146,10 @@ def _sqlite_pragmas(engine) -> None:
 
 
 def register_security(app: Flask) -> None:
+    from app.api import init_api
     from app.security import init_security
     init_security(app)
+    init_api(app)
 
 
 def register_i18n(app: Flask) -> None:
@@ -162,3 +192,6 @@ def register_commands(app: Flask) -> None:
     for command in (seed_group, jobs_group, worker_command, users_group, roles_group,
                     agencies_group, groups_group):
         app.cli.add_command(command)
+    from forms.cli import forms_group, locations_group
+    app.cli.add_command(forms_group)
+    app.cli.add_command(locations_group)

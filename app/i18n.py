@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 from flask import Flask, current_app, has_request_context, request, session
-from flask_login import current_user
 
 from app.extensions import babel
 
@@ -15,8 +14,8 @@ def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():  # CLI commands and jobs speak the default language
         return current_app.config["BABEL_DEFAULT_LOCALE"]
-    if current_user and getattr(current_user, "is_authenticated", False) and current_user.locale in languages:
-        return current_user.locale
+    # The user's language is copied into the session at login and on every switch, so choosing
+    # the language never needs the database (error pages still render when it is down).
     chosen = session.get(LOCALE_SESSION_KEY)
     if chosen in languages:
         return chosen
@@ -27,13 +26,18 @@ def text_direction(locale: str) -> str:
     return "rtl" if locale in current_app.config["RTL_LANGUAGES"] else "ltr"
 
 
+def current_language() -> tuple[str, str]:
+    """(locale, direction) of the current request."""
+    from flask_babel import get_locale
+    locale = str(get_locale() or current_app.config["BABEL_DEFAULT_LOCALE"])
+    return locale, text_direction(locale)
+
+
 def init_i18n(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale,
                    default_translation_directories=os.path.join(app.root_path, "translations"))
 
     @app.context_processor
     def _language_context():
-        from flask_babel import get_locale
-        locale = str(get_locale() or app.config["BABEL_DEFAULT_LOCALE"])
-        return {"current_locale": locale, "text_direction": text_direction(locale),
-                "languages": app.config["LANGUAGES"]}
+        locale, direction = current_language()
+        return {"current_locale": locale, "text_direction": direction, "languages": app.config["LANGUAGES"]}

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
 
-from flask import abort
+from flask import abort, g, has_request_context
+from werkzeug.exceptions import Forbidden
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import false, or_, select, true
@@ -93,15 +94,40 @@ TEAM_READ = register_permission(
     "team", "read", _l("See the members of the groups one supervises"), (ROLE_SUPERVISOR,))
 
 
+class NotPermitted(Forbidden):
+    """Raised by operations when the actor may not do this to this target; answered 403 and audited."""
+
+    def __init__(self, action: str, resource_type: str | None = None, resource_id=None):
+        super().__init__()
+        from app.audit.operations import record_denial
+        record_denial(action, resource_type=resource_type, resource_id=resource_id)
+
+
+def admin_permissions_of(role) -> set[str]:
+    return (role.permissions if role else set()) & CATALOGUE.admin_permissions()
+
+
 def is_admin_role(role) -> bool:
     return bool(role and role.permissions & CATALOGUE.admin_permissions())
 
 
 def can(user, permission: str) -> bool:
-    """May `user` use `permission` at all (before any record scope)?"""
-    if permission not in CATALOGUE:
+    """May `user` use `permission` at all (before any record scope)?
+
+    Requests authenticated with a personal API token never carry administrative
+    permissions: administration needs a browser session (and its second factor).
+    """
+    definition = CATALOGUE.entries.get(permission)
+    if definition is None:
         raise KeyError(f"unknown permission {permission!r}")
+    if definition.is_admin and has_request_context() and g.get("api_token_id"):
+        return False
     return bool(user and user.is_authenticated and user.is_active and user.can(permission))
+
+
+def can_on_record(user, permission: str, record) -> bool:
+    """May `user` use `permission` on this very record (permission and record scope)?"""
+    return can(user, permission) and is_in_scope(user, record)
 
 
 def require(permission: str):
@@ -149,7 +175,7 @@ def scope_filter(user, model) -> ColumnElement[bool]:
     if scope == SCOPE_AGENCY:
         clauses.append(model.agency_id == user.agency_id)
     elif scope == SCOPE_GROUP:
-        group_ids = sorted(user.group_ids)
+        group_ids = sorted(group.id for group in user.groups if group.is_active)
         if group_ids:
             clauses.append(model.groups.any(model.groups.property.mapper.class_.id.in_(group_ids)))
     elif scope != SCOPE_OWN:
@@ -169,19 +195,25 @@ def is_in_scope(user, record) -> bool:
     return db.session.execute(query).first() is not None
 
 
-def get_in_scope_or_404(model, record_id, user=None, action: str = "read"):
-    """Load a record the user may see, or answer 404 and audit the denial (S1).
+def get_in_scope_or_404(model, record_id, user=None, permission: str | None = None, for_update: bool = False):
+    """Load a record the user may see (and act on with `permission`), or refuse (S1).
 
-    Out-of-scope and missing records look the same from outside.
+    Without the permission at all: 403. Out of scope, or missing: 404, the two look
+    the same from outside; both refusals are audited.
     """
     from app.audit.operations import record_denial
     from app.extensions import db
     user = user or current_user
-    record = db.session.execute(
-        select(model).where(model.id == str(record_id), scope_filter(user, model))
-    ).scalar_one_or_none()
+    if permission is not None and not can(user, permission):
+        record_denial("permission_denied", resource_type=model.__tablename__, resource_id=str(record_id),
+                      detail={"permission": permission})
+        abort(403)
+    query = select(model).where(model.id == record_id, scope_filter(user, model))
+    if for_update:
+        query = query.with_for_update()
+    record = db.session.execute(query).scalar_one_or_none()
     if record is None:
         record_denial("out_of_scope", resource_type=model.__tablename__, resource_id=str(record_id),
-                      detail={"action": action})
+                      detail={"permission": permission} if permission else {})
         abort(404)
     return record

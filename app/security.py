@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Flask, g, has_request_context, jsonify, render_template, request
+from flask import Flask, g, has_request_context, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -47,9 +47,10 @@ def init_security(app: Flask) -> None:
         """Every state-changing browser request carries the CSRF token (S7). A request with a
         bearer token is authenticated by that token alone (never by the cookie), and a
         cross-site page cannot add that header, so it needs none."""
-        from app.auth.operations import bearer_token
+        from app.auth.operations import token_request
         from app.extensions import csrf
-        if (request.method in ("GET", "HEAD", "OPTIONS", "TRACE") or bearer_token()
+        if (request.method in ("GET", "HEAD", "OPTIONS", "TRACE") or token_request()
+                or request.url_rule is None  # no such route: answer 404/405, not a CSRF error
                 or not app.config.get("WTF_CSRF_ENABLED", True)):
             return
         csrf.protect()
@@ -78,8 +79,14 @@ def init_security(app: Flask) -> None:
         if wants_json():
             body = {"error": {"status": status, "message": str(title), "reference": reference}}
             return jsonify(body), status
-        return render_template("errors/error.html", status=status, title=title, message=message,
-                               reference=reference, _=_), status
+        # A standalone page rendered without the context processors (Flask-Login's would load
+        # the user from the database), so it renders even when the database is down.
+        from app.i18n import current_language
+        locale, direction = current_language()
+        html = app.jinja_env.get_template("errors/error.html").render(
+            status=status, title=title, message=message, reference=reference,
+            current_locale=locale, text_direction=direction)
+        return app.response_class(html, status=status, mimetype="text/html")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

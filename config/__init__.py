@@ -90,13 +90,17 @@ class BaseConfig:
     BABEL_DEFAULT_LOCALE = "en"
     BABEL_DEFAULT_TIMEZONE = "UTC"
 
-    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024  # a larger request is refused with 413
+    MAX_PHOTO_BYTES = 5 * 1024 * 1024
+    MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+    UPLOAD_FOLDER: str | None = None  # default: instance/uploads (outside the static folder)
     PREFERRED_URL_SCHEME = "http"
 
     def __init__(self, instance_path: str | None = None):
         self.instance_path = instance_path
         self.SECRET_KEY = _env("SECRET_KEY", "")
         self.REDIS_URL = _env("REDIS_URL", self.REDIS_URL)
+        self.UPLOAD_FOLDER = _env("UPLOAD_FOLDER", self.UPLOAD_FOLDER)
         self.RQ_QUEUE = _env("RQ_QUEUE", self.RQ_QUEUE)
         self.SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", self.SESSION_IDLE_MINUTES)
         self.SESSION_MAX_HOURS = _env_int("SESSION_MAX_HOURS", self.SESSION_MAX_HOURS)

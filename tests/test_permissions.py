@@ -120,6 +120,28 @@ def test_out_of_scope_read_is_404_and_audited(app, world):
     assert denials[0].action == "out_of_scope" and denials[0].address == "10.2.3.4"
 
 
+def test_record_permission_is_checked_before_scope(app, world):
+    from werkzeug.exceptions import Forbidden
+    people, records = world
+    db.session.commit()
+    with app.test_request_context("/probe"):
+        login_user(people["admin"])  # scope "all", but no case permission
+        with pytest.raises(Forbidden):
+            get_in_scope_or_404(ScopeProbe, records["cw_north"], permission="team:read")
+        login_user(people["sup_north"])
+        assert get_in_scope_or_404(ScopeProbe, records["cw_north"], permission="team:read")
+        with pytest.raises(NotFound):
+            get_in_scope_or_404(ScopeProbe, records["cw_a2"], permission="team:read")
+
+
+def test_inactive_group_grants_no_scope(world):
+    people, records = world
+    supervisor = people["sup_north"]
+    for group in supervisor.groups:
+        group.is_active = False
+    assert visible(supervisor) == set()
+
+
 def test_scope_extension_grants_extra_records(world):
     people, records = world
     provider = people["provider"]

@@ -195,3 +195,40 @@ def test_anonymous_language_choice_and_accept_language(client):
     client.form("/language", {"locale": "fr"})
     page = client.get("/login", headers={"Accept-Language": "ar"}).get_data(as_text=True)
     assert 'lang="fr"' in page
+
+
+def test_database_down_with_a_logged_in_user_gives_503_with_reference(own_database, monkeypatch, tmp_path):
+    """The user loader needs the database; the error page must not (R7)."""
+    from sqlalchemy import create_engine
+
+    from tests.conftest import reset_schema
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/down.sqlite3")
+    monkeypatch.setenv("TEST_DATABASE_URL", f"sqlite:///{tmp_path}/down.sqlite3")
+    live = create_app("test")
+    reset_schema(live)
+    with live.app_context():
+        from app.cli import seed_roles
+        from app.users.operations import create_agency, create_user
+        from app.users.models import Role
+        seed_roles()
+        role = db.session.execute(select(Role).where(Role.code == "caseworker")).scalar_one()
+        create_user("downuser", "Down User", PASSWORD, create_agency("down", "Down"), role,
+                    must_change_password=False)
+        db.session.commit()
+    client = live.test_client()
+    token_page = client.get("/login").get_data(as_text=True)
+    token = token_page.split('name="csrf-token" content="')[1].split('"')[0]
+    assert client.post("/login", data={"username": "downuser", "password": PASSWORD,
+                                       "csrf_token": token}).status_code == 302
+    with live.app_context():
+        db.engine.dispose()
+        # Point the engine at a server that is not there, as when the database goes down.
+        live.extensions["sqlalchemy"]._app_engines[live][None] = create_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    for path in ("/", "/account", "/api/v1/me", "/healthz"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert response.headers["X-Request-ID"], path
+        assert "Traceback" not in response.get_data(as_text=True)
+    assert response.get_json()["database"] == "unavailable"
+

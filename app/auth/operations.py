@@ -127,6 +127,7 @@ def start_session(user: User, address: str) -> UserSession:
     row = UserSession(token_hash=_sha256(token), user_id=user.id, address=address)
     db.session.add(row)
     session[SESSION_TOKEN_KEY] = token
+    session["locale"] = user.locale  # see app.i18n.select_locale
     session.permanent = True
     login_user(user)
     user.last_login_at = utcnow()
@@ -146,8 +147,7 @@ def current_session_row() -> UserSession | None:
 
 def load_session_user(user_id: str) -> User | None:
     """Flask-Login's user loader: the cookie is only good while its server-side session lives."""
-    from flask import request
-    if request.headers.get("Authorization"):
+    if token_request():
         return None  # a request that brings a token is authenticated by the token alone
     row = current_session_row()
     if row is None or row.ended_at is not None or str(row.user_id) != str(user_id):
@@ -183,11 +183,14 @@ def end_current_session(reason: str = "logout") -> None:
 
 
 def end_all_sessions(user: User, reason: str, keep_session_id: int | None = None) -> int:
-    """End every session of `user` on every machine (password change, reset, deactivation)."""
+    """End every session of `user` on every machine, and revoke their API tokens
+    (password change, reset, deactivation, "log out everywhere")."""
     query = update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
     if keep_session_id is not None:
         query = query.where(UserSession.id != keep_session_id)
     result = db.session.execute(query.values(ended_at=utcnow(), end_reason=reason))
+    db.session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                       .values(revoked_at=utcnow()))
     return result.rowcount or 0
 
 
@@ -342,6 +345,12 @@ def revoke_api_token(user: User, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
+def token_request() -> bool:
+    """An API request that authenticates with a bearer token (and never with the cookie)."""
+    from flask import request
+    return request.path.startswith("/api/") and bearer_token() is not None
+
+
 def bearer_token() -> str | None:
     from flask import request
     header = request.headers.get("Authorization", "")
@@ -353,8 +362,11 @@ def bearer_token() -> str | None:
 
 def load_token_user(request) -> User | None:
     """Flask-Login's request loader: a valid, unexpired, unrevoked token of an active user."""
+    # Tokens work on the JSON API only: never on pages, the account or administration screens.
+    if not token_request():
+        return None
     token = bearer_token()
-    if not token or not token.startswith(API_TOKEN_PREFIX):
+    if not token.startswith(API_TOKEN_PREFIX):
         return None
     row = db.session.execute(select(ApiToken).where(ApiToken.token_hash == _sha256(token))).scalar_one_or_none()
     if row is None or not row.is_usable or not row.user.is_active:
@@ -363,4 +375,6 @@ def load_token_user(request) -> User | None:
     if row.last_used_at is None or now - row.last_used_at > TOKEN_TOUCH_EVERY:
         db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
         db.session.commit()
+    from flask import g
+    g.api_token_id = row.id  # app.permissions.can: tokens carry no administrative permission
     return row.user

@@ -49,8 +49,9 @@ def _unauthorized():
 
 @bp.before_app_request
 def _force_password_change():
-    if (current_user.is_authenticated and current_user.must_change_password
-            and request.endpoint not in ALLOWED_WHILE_PASSWORD_EXPIRED):
+    if request.endpoint in ALLOWED_WHILE_PASSWORD_EXPIRED or request.endpoint is None:
+        return None
+    if current_user.is_authenticated and current_user.must_change_password:
         return redirect(url_for("auth.change_password"))
     return None
 

@@ -19,7 +19,7 @@ from app.jobs.models import (
     STATUSES,
     JobRecord,
 )
-from app.jobs.operations import TASKS, dispatch_committed_jobs, retry_job
+from app.jobs.operations import TASKS, retry_job
 from app.listing import HTML_PER_PAGE, load_filters, page_number
 from app.navigation import register_nav
 from app.permissions import JOBS_MANAGE, require
@@ -84,7 +84,7 @@ def job_detail(job_id: int):
 @bp.post("/<int:job_id>/retry")
 @require(JOBS_MANAGE)
 def retry(job_id: int):
-    """Give a failed job a fresh set of attempts (audited by retry_job), then dispatch it."""
+    """Give a failed job a fresh set of attempts (audited by retry_job); it is dispatched after the request."""
     if db.session.get(JobRecord, job_id) is None:
         abort(404)
     try:
@@ -94,6 +94,5 @@ def retry(job_id: int):
         flash(_("Only failed jobs can be retried."), "error")
         return redirect(url_for(".job_detail", job_id=job_id))
     db.session.commit()
-    dispatch_committed_jobs()
     flash(_("The job was queued again."), "success")
     return redirect(url_for(".job_detail", job_id=job_id))

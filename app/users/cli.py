@@ -8,7 +8,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from app.auth.operations import create_reset_code, end_all_sessions
+from app.auth.operations import end_all_sessions
 from app.extensions import db
 from app.permissions import CATALOGUE
 from app.users import operations as ops
@@ -231,7 +231,7 @@ def user_set_password(username):
 def user_reset_code(username):
     """Make a one-time password reset code to hand to the user."""
     user = _user(username)
-    code = create_reset_code(user, created_by=None)
+    code = ops.create_user_reset_code(user, actor=None)
     db.session.commit()
     click.echo(f"Reset code for {user.username} (single use, shown once): {code}")
 

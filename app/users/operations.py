@@ -14,7 +14,14 @@ from sqlalchemy import func, select
 from app.audit.operations import record_audit
 from app.auth.operations import end_all_sessions, set_password
 from app.extensions import db
-from app.permissions import CATALOGUE, ROLE_ADMINISTRATOR, ROLES_MANAGE, USERS_MANAGE
+from app.permissions import (
+    CATALOGUE,
+    ROLE_ADMINISTRATOR,
+    ROLES_MANAGE,
+    USERS_MANAGE,
+    NotPermitted,
+    admin_permissions_of,
+)
 from app.users.models import SCOPES, Agency, Role, User, UserGroup
 
 CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -47,6 +54,29 @@ def _changed(obj, values: dict) -> list[str]:
             setattr(obj, key, value)
             changed.append(key)
     return changed
+
+
+# --- who may manage whom ------------------------------------------------------------
+# Administration never escalates: an actor can only give, change or act on what stays
+# within their own administrative permissions. Case-work permissions are not limited
+# this way: administrators set up caseworkers' roles without seeing any case themselves.
+# `actor=None` is the command line (someone with shell access to the server).
+
+def ensure_may_grant(actor, permissions: set[str], role: Role | None = None) -> None:
+    if actor is None:
+        return
+    if role is not None and role.id == actor.role_id:
+        raise NotPermitted("role.edit_own_role", "role", role.id)
+    if not (set(permissions) & CATALOGUE.admin_permissions()) <= admin_permissions_of(actor.role):
+        raise NotPermitted("role.grant_beyond_own", "role", role.id if role else None)
+
+
+def ensure_may_manage(actor, user: User) -> None:
+    """`actor` may act on `user` (passwords, codes, second factor, sessions, edits)."""
+    if actor is None or actor.id == user.id:
+        return
+    if not admin_permissions_of(user.role) <= admin_permissions_of(actor.role):
+        raise NotPermitted("user.manage_beyond_own", "user", user.id)
 
 
 # --- agencies ----------------------------------------------------------------------
@@ -118,6 +148,7 @@ def _validate_role(name: str, scope: str, permissions: set[str], errors: dict) -
 def create_role(code: str, name: str, scope: str, permissions: set[str], is_supervisor: bool = False,
                 description: str = "", actor=None) -> Role:
     code = (code or "").strip().lower()
+    ensure_may_grant(actor, permissions)
     errors: dict = {}
     _require(bool(CODE_RE.match(code)), errors, "code",
              _("Use lower-case letters, digits, dots, dashes or underscores."))
@@ -137,16 +168,13 @@ def create_role(code: str, name: str, scope: str, permissions: set[str], is_supe
 
 def update_role(role: Role, name: str, scope: str, permissions: set[str], is_supervisor: bool,
                 description: str = "", actor=None) -> Role:
+    ensure_may_grant(actor, set(permissions) | role.permissions, role)
     errors: dict = {}
     _validate_role(name, scope, permissions, errors)
-    if (role.code == ROLE_ADMINISTRATOR or ROLES_MANAGE in role.permissions) and not (
-            {ROLES_MANAGE, USERS_MANAGE} <= set(permissions)):
-        # Keep at least one way back in: the role that manages roles cannot drop that power
-        # while it is the only one holding it.
-        others = db.session.scalar(select(func.count(Role.id)).where(
-            Role.id != role.id, Role.permission_rows.any(permission=ROLES_MANAGE)))
-        _require(others > 0, errors, "permissions",
-                 _("No other role manages roles and users: keep those permissions on this one."))
+    if {ROLES_MANAGE, USERS_MANAGE} & role.permissions and not {ROLES_MANAGE, USERS_MANAGE} <= set(permissions):
+        # Keep a way back in: some active person must still manage both roles and users.
+        _require(_managers_without(role) > 0, errors, "permissions",
+                 _("Nobody else can manage roles and users: keep those permissions on this role."))
     _raise_if(errors)
     before = role.permissions
     changed = _changed(role, {"name": name.strip(), "scope": scope, "is_supervisor": is_supervisor,
@@ -157,6 +185,15 @@ def update_role(role: Role, name: str, scope: str, permissions: set[str], is_sup
         record_audit("role.update", "role", role.id,
                      detail={"fields": changed, "added": added, "removed": removed}, user=actor)
     return role
+
+
+def _managers_without(role: Role) -> int:
+    """Active users outside `role` whose role manages both roles and users."""
+    managing = select(Role.id).where(Role.id != role.id,
+                                     Role.permission_rows.any(permission=ROLES_MANAGE),
+                                     Role.permission_rows.any(permission=USERS_MANAGE))
+    return db.session.scalar(select(func.count(User.id)).where(User.is_active.is_(True),
+                                                               User.role_id.in_(managing)))
 
 
 # --- users -------------------------------------------------------------------------
@@ -185,6 +222,7 @@ def create_user(username: str, full_name: str, password: str, agency: Agency, ro
     _require(role is not None, errors, "role", _("Choose a role."))
     _validate_user_fields(full_name, email, locale, errors)
     _raise_if(errors)
+    ensure_may_grant(actor, role.permissions)
     user = User(username=username, full_name=full_name.strip(), email=(email or "").strip() or None,
                 agency=agency, role=role, locale=locale, password_hash="")
     user.groups = list(groups or [])
@@ -209,9 +247,16 @@ def update_user(user: User, full_name: str, email: str | None, agency: Agency, r
     _require(role is not None, errors, "role", _("Choose a role."))
     _validate_user_fields(full_name, email, locale, errors)
     if actor is not None and actor.id == user.id:
+        # One's own reach (role, agency, groups) is always someone else's decision.
         _require(is_active, errors, "is_active", _("You cannot deactivate your own account."))
         _require(role.id == user.role_id, errors, "role", _("You cannot change your own role."))
+        _require(agency.id == user.agency_id, errors, "agency", _("You cannot change your own agency."))
+        _require({g.id for g in groups} == user.group_ids, errors, "groups",
+                 _("You cannot change your own groups."))
     _raise_if(errors)
+    ensure_may_manage(actor, user)
+    if role.id != user.role_id:
+        ensure_may_grant(actor, role.permissions)
     before_groups = {g.code for g in user.groups}
     changed = _changed(user, {"full_name": full_name.strip(), "email": (email or "").strip() or None,
                               "agency_id": agency.id, "role_id": role.id, "locale": locale,
@@ -221,6 +266,8 @@ def update_user(user: User, full_name: str, email: str | None, agency: Agency, r
         changed.append("groups")
     if "is_active" in changed and not is_active:
         end_all_sessions(user, "deactivated")
+    elif {"role_id", "agency_id", "groups"} & set(changed):
+        end_all_sessions(user, "access_changed")  # log in again with the new reach
     if changed:
         detail = {"fields": changed}
         if "role_id" in changed:
@@ -232,6 +279,7 @@ def update_user(user: User, full_name: str, email: str | None, agency: Agency, r
 def admin_set_password(user: User, password: str, actor=None) -> None:
     """An administrator sets a temporary password; the user must change it at next login."""
     from app.auth.operations import AuthError
+    ensure_may_manage(actor, user)
     try:
         set_password(user, password)
     except AuthError as error:
@@ -253,8 +301,24 @@ def ensure_role(code: str, name: str, scope: str, is_supervisor: bool = False, d
     return role
 
 
+def create_user_reset_code(user: User, actor=None) -> str:
+    """A one-time reset code for `user`, to hand over privately."""
+    from app.auth.operations import create_reset_code
+    ensure_may_manage(actor, user)
+    return create_reset_code(user, created_by=actor)
+
+
+def disable_user_second_factor(user: User, actor=None) -> None:
+    """Turn off someone's second factor (a lost phone); their sessions end."""
+    from app.auth.operations import disable_totp
+    ensure_may_manage(actor, user)
+    disable_totp(user, by=actor)
+    end_all_sessions(user, "second_factor_reset")
+
+
 def end_user_sessions(user: User, actor=None, keep_session_id: int | None = None) -> int:
     """An administrator logs a user out everywhere (a lost phone, a shared computer)."""
+    ensure_may_manage(actor, user)
     count = end_all_sessions(user, "ended_by_admin", keep_session_id=keep_session_id)
     record_audit("user.sessions_ended", "user", user.id, detail={"count": count}, user=actor)
     return count

@@ -7,60 +7,11 @@ field" (S4). Output schemas never include a password or its hash.
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
+
+from app.api import InputSchema, boolean, id_list, integer, messages, text
 
 from app.users.models import SCOPES
-
-
-def _messages(**extra) -> dict:
-    messages = {"required": _l("This field is required."), "null": _l("This field cannot be empty.")}
-    messages.update(extra)
-    return messages
-
-
-def text(max_length: int, required: bool = False, allow_none: bool = False) -> fields.String:
-    return fields.String(required=required, allow_none=allow_none,
-                         validate=validate.Length(max=max_length, error=_l("Use at most {max} characters.")),
-                         error_messages=_messages(invalid=_l("Enter text."), invalid_utf8=_l("Enter text.")))
-
-
-def integer(required: bool = False, allow_none: bool = False) -> fields.Integer:
-    return fields.Integer(strict=True, required=required, allow_none=allow_none,
-                          error_messages=_messages(invalid=_l("Enter a whole number."),
-                                                   too_large=_l("This number is too large.")))
-
-
-def boolean(required: bool = False) -> fields.Boolean:
-    # Only real JSON booleans: "yes", 1 or "false" are refused rather than guessed.
-    return fields.Boolean(required=required, truthy={True}, falsy={False},
-                          error_messages=_messages(invalid=_l("Enter true or false.")))
-
-
-def id_list(required: bool = False) -> fields.List:
-    return fields.List(integer(), required=required,
-                       validate=validate.Length(max=500, error=_l("Use at most {max} items.")),
-                       error_messages=_messages(invalid=_l("Enter a list.")))
-
-
-class InputSchema(Schema):
-    """Base of every input schema: unknown fields are an error, messages are translated."""
-
-    class Meta:
-        unknown = RAISE
-
-    error_messages = {"unknown": _l("Unknown field."), "type": _l("Send a JSON object.")}
-
-
-# --- paging ----------------------------------------------------------------------
-
-class PageArgsSchema(InputSchema):
-    """?page and ?per_page of every list (query string values are text, hence not strict)."""
-
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, error=_l("Use 1 or more.")),
-                          error_messages=_messages(invalid=_l("Enter a whole number.")))
-    per_page = fields.Integer(load_default=25, validate=validate.Range(
-        min=1, max=100, error=_l("Use a number from {min} to {max}.")),
-        error_messages=_messages(invalid=_l("Enter a whole number.")))
 
 
 # --- agencies --------------------------------------------------------------------
@@ -128,17 +79,17 @@ class RoleCreateSchema(InputSchema):
     code = text(64, required=True)
     name = text(200, required=True)
     description = text(2000)
-    scope = fields.String(required=True, error_messages=_messages(invalid=_l("Enter text.")), **_scope)
+    scope = fields.String(required=True, error_messages=messages(invalid=_l("Enter text.")), **_scope)
     is_supervisor = boolean()
-    permissions = fields.List(text(100), load_default=list, error_messages=_messages(invalid=_l("Enter a list.")))
+    permissions = fields.List(text(100), load_default=list, error_messages=messages(invalid=_l("Enter a list.")))
 
 
 class RoleUpdateSchema(InputSchema):
     name = text(200)
     description = text(2000)
-    scope = fields.String(error_messages=_messages(invalid=_l("Enter text.")), **_scope)
+    scope = fields.String(error_messages=messages(invalid=_l("Enter text.")), **_scope)
     is_supervisor = boolean()
-    permissions = fields.List(text(100), error_messages=_messages(invalid=_l("Enter a list.")))
+    permissions = fields.List(text(100), error_messages=messages(invalid=_l("Enter a list.")))
 
 
 class PermissionSchema(Schema):

@@ -26,7 +26,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.auth.models import UserSession
-from app.auth.operations import create_reset_code, current_session_row, disable_totp
+from app.auth.operations import current_session_row
 from app.auth.passwords import password_problems
 from app.extensions import db
 from app.listing import HTML_PER_PAGE, load_filters, page_number
@@ -512,7 +512,7 @@ def set_temporary_password(user_id: int):
 @require(USERS_MANAGE)
 def create_user_reset_code(user_id: int):
     user = _get_or_404(User, user_id)
-    code = create_reset_code(user, created_by=current_user)
+    code = ops.create_user_reset_code(user, actor=current_user)
     db.session.commit()
     minutes = current_app.config["PASSWORD_RESET_MINUTES"]
     # Shown in this response only: not in a redirect URL, the session cookie or a log.
@@ -543,7 +543,7 @@ def disable_user_second_factor(user_id: int):
     if not user.is_totp_enabled:
         flash(_("The second factor was already off."), "info")
         return redirect(url_for(".user_detail", user_id=user.id))
-    disable_totp(user, by=current_user)
+    ops.disable_user_second_factor(user, actor=current_user)
     db.session.commit()
     flash(_("The second factor is off. If their role requires one, they set up a new one at next login."),
           "success")
