@@ -70,7 +70,11 @@ def seed_roles_command():
 @with_appcontext
 def seed_demo_command():
     """Demo agencies, groups and one user per role; prints their passwords (new ones each run)."""
+    from flask import current_app
+
     from app.users.models import Role
+    if current_app.config["ENV_NAME"] == "production":
+        raise click.ClickException("flask seed demo resets demo accounts' passwords: it does not run in production.")
     seed_roles()
     agencies = {}
     for code, name in DEMO_AGENCIES:

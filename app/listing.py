@@ -19,7 +19,7 @@ HTML_PER_PAGE = 25
 def page_number() -> int:
     """The ?page argument of an HTML list (a bad value shows the first page)."""
     try:
-        return max(1, int(request.args.get("page", "1")))
+        return min(max(1, int(request.args.get("page", "1"))), 1_000_000)
     except ValueError:
         return 1
 

@@ -77,3 +77,14 @@ def test_role_change_ends_the_users_sessions(app, login_as, make):
     supervisor = make.role("supervisor")
     assert api.patch(f"/api/v1/users/{victim.id}", {"role_id": supervisor.id}).status_code == 200
     assert victim_web.get("/").status_code == 302
+
+
+def test_seeding_roles_again_keeps_an_administrators_removal(app):
+    from app.cli import seed_roles
+    caseworker = db.session.execute(select(Role).where(Role.code == "caseworker")).scalar_one()
+    assert "api:tokens" in caseworker.permissions
+    caseworker.set_permissions(caseworker.permissions - {"api:tokens"})
+    db.session.flush()
+    seed_roles()
+    db.session.expire_all()
+    assert "api:tokens" not in db.session.get(Role, caseworker.id).permissions

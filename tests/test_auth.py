@@ -238,9 +238,11 @@ def test_totp_required_for_administrators_when_enabled(app, make, client):
         assert response.headers["Location"].endswith("/login/enrol")
         assert client.get("/").status_code == 302
         page = client.get("/login/enrol").get_data(as_text=True)
+        db.session.expire_all()
+        secret = db.session.get(type(admin), admin.id).totp_pending_secret
+        assert secret and secret in page
         with client.session_transaction() as session:
-            secret = session["totp_enrolment_secret"]
-        assert secret in page
+            assert secret not in str(dict(session))  # never in the cookie
         assert client.form("/login/enrol", {"code": "123456"}, token_from="/login/enrol").status_code == 422
         ok = client.form("/login/enrol", {"code": pyotp.TOTP(secret).now()}, token_from="/login/enrol")
         assert ok.status_code == 302 and client.get("/").status_code == 200
@@ -282,3 +284,52 @@ def test_login_and_failures_are_audited(make, client):
         AuditEntry.user_id == user.id).order_by(AuditEntry.id)).all()
     assert [a for a, _ in actions][-2:] == ["auth.login_failed", "auth.login"]
     assert all(address == "127.0.0.1" for _, address in actions)
+
+
+def test_turning_the_second_factor_off_needs_the_password(login_as):
+    web, user = login_as()
+    user.totp_secret, user.is_totp_enabled = pyotp.random_base32(), True
+    db.session.commit()
+    web.form("/account/second-factor/off", {"password": "not my password at all"}, token_from="/account")
+    db.session.expire_all()
+    assert db.session.get(type(user), user.id).is_totp_enabled
+    web.form("/account/second-factor/off", {"password": PASSWORD}, token_from="/account")
+    db.session.expire_all()
+    assert not db.session.get(type(user), user.id).is_totp_enabled
+
+
+def test_inactive_agency_cannot_log_in(make, client):
+    agency = make.agency()
+    user = make.user(agency=agency)
+    agency.is_active = False
+    db.session.commit()
+    assert login_response(client, user.username, PASSWORD).status_code == 401
+
+
+def test_parallel_guesses_cannot_outrun_the_throttle(app, make, committed):
+    """30 wrong passwords at once: only the allowed 10 are checked, the rest get 429."""
+    import threading
+    with app.app_context():
+        user = make.user()
+        db.session.commit()
+        username = user.username
+    limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
+    clients = [WebClient(app.test_client()) for _ in range(30)]
+    tokens = [c.csrf_token("/login") for c in clients]
+    barrier = threading.Barrier(len(clients))
+    statuses = []
+
+    def guess(web, token, n):
+        barrier.wait()
+        response = web.client.post("/login", data={"username": username, "password": f"wrong guess {n}",
+                                                    "csrf_token": token},
+                                   environ_base={"REMOTE_ADDR": f"10.7.0.{n}"})
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=guess, args=(c, t, n)) for n, (c, t) in enumerate(zip(clients, tokens))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(401) == limit
+    assert statuses.count(429) == 30 - limit

@@ -61,12 +61,12 @@ def test_failing_job_ends_failed_and_the_retry_button_runs_it_again(admin):
     assert job(row.id).status == "pending" and job(row.id).attempts == 1  # waiting for its retry
     failed = run_until_settled(row.id)
     assert (failed.status, failed.attempts, FLAKY["runs"]) == ("failed", 3, 3)
-    assert failed.last_error == "ConnectionError: the matching service did not answer"
+    assert failed.last_error.startswith("builtins.ConnectionError at test_jobs_page.py")  # never the message
 
     listing = web.get("/admin/jobs?status=failed").get_data(as_text=True)
     assert f'href="/admin/jobs/{row.id}"' in listing
     detail = web.get(f"/admin/jobs/{row.id}").get_data(as_text=True)
-    assert "3 of 3" in detail and "ConnectionError: the matching service did not answer" in detail
+    assert "3 of 3" in detail and "builtins.ConnectionError" in detail and "did not answer" not in detail
     assert f'action="/admin/jobs/{row.id}/retry"' in detail
 
     FLAKY["fail"] = False  # the cause is fixed

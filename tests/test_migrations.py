@@ -67,3 +67,11 @@ def test_upgrade_from_empty_matches_the_models_and_downgrades(scratch_app):
         assert tables == set()
         upgrade()  # and back up again
     assert _schema_diff(scratch_app) == []
+    # The append-only triggers are there after the whole journey (S15).
+    with scratch_app.app_context(), db.engine.connect() as connection:
+        connection.execute(text("INSERT INTO audit_entries (at, action, outcome, detail) "
+                                "VALUES (CURRENT_TIMESTAMP, 'probe', 'success', '{}')"))
+        for statement in ("UPDATE audit_entries SET action = 'changed'", "DELETE FROM audit_entries"):
+            with pytest.raises(Exception, match="append-only"):
+                with connection.begin_nested():
+                    connection.execute(text(statement))

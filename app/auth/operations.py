@@ -13,7 +13,7 @@ from datetime import timedelta
 import pyotp
 from flask import current_app, session
 from flask_babel import gettext as _
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from app.audit.operations import record_audit
 from app.auth.models import ApiToken, LoginFailure, PasswordResetCode, UserSession
@@ -60,6 +60,14 @@ def _window_start():
     return utcnow() - timedelta(minutes=current_app.config["LOGIN_WINDOW_MINUTES"])
 
 
+def _lock_account(username: str) -> None:
+    """Serialise login attempts on one account (PostgreSQL), so parallel guesses cannot all
+    pass the count before any failure is written. Released when the request commits."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        key = int(account_key(username)[:15], 16)  # fits a signed 64-bit advisory lock key
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def is_throttled(username: str, address: str) -> bool:
     cfg = current_app.config
     since = _window_start()
@@ -89,12 +97,13 @@ def forget_old_failures() -> int:
 def check_credentials(username: str, password: str, address: str) -> User:
     """Return the user if the password is right, else raise one same-looking AuthError."""
     wrong = AuthError(_("Unknown username or wrong password."))
+    _lock_account(username)
     if is_throttled(username, address):
         record_audit("auth.login_throttled", detail={})
         raise LoginThrottled(_("Too many failed attempts. Wait a few minutes and try again."))
     user = find_user(username)
     ok = verify_password(user.password_hash if user else None, password)
-    if not ok or user is None or not user.is_active:
+    if not ok or user is None or not user.is_active or not user.agency.is_active:
         record_login_failure(username, address, user,
                              "inactive" if (ok and user is not None) else "bad_credentials")
         raise wrong
@@ -159,7 +168,7 @@ def load_session_user(user_id: str) -> User | None:
         reason = "idle_timeout"
     elif now - row.created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"]):
         reason = "lifetime_exceeded"
-    elif not row.user.is_active:
+    elif not row.user.is_active or not row.user.agency.is_active:
         reason = "user_inactive"
     if reason:
         row.ended_at, row.end_reason = now, reason
@@ -238,6 +247,7 @@ def create_reset_code(user: User, created_by: User | None) -> str:
 def reset_password_with_code(username: str, code: str, new_password: str, address: str) -> User:
     """Use a reset code: it works once, before it expires, for the user it was made for."""
     invalid = AuthError(_("This code is not valid. Ask your administrator for a new one."), field="code")
+    _lock_account(username)
     if is_throttled(username, address):
         raise LoginThrottled(_("Too many failed attempts. Wait a few minutes and try again."))
     user = find_user(username)
@@ -301,6 +311,7 @@ def enable_totp(user: User, secret: str, code: str, address: str) -> None:
         record_login_failure(user.username, address, user, "bad_totp_enrolment")
         raise AuthError(_("This code is not right. Enter the current code from your app."), field="code")
     user.totp_secret, user.is_totp_enabled, user.last_totp_step = secret, True, step
+    user.totp_pending_secret = None
     record_audit("auth.totp_enabled", "user", user.id, user=user)
 
 

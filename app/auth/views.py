@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, Length, NumberRange
 
 from app.auth import operations as ops
 from app.auth.models import ApiToken, UserSession
+from app.auth.passwords import verify_password
 from app.extensions import db, login_manager
 from app.permissions import API_TOKENS, can, require
 from app.users.models import User
@@ -163,8 +164,11 @@ def enrol_second_factor():
 
 
 def _enrolment(user: User, on_success):
-    secret = session.get("totp_enrolment_secret") or ops.new_totp_secret()
-    session["totp_enrolment_secret"] = secret
+    # The secret being set up is kept on the user row, never in the (signed, not encrypted) cookie.
+    if not user.totp_pending_secret:
+        user.totp_pending_secret = ops.new_totp_secret()
+        db.session.commit()
+    secret = user.totp_pending_secret
     form = CodeForm()
     status = 200
     if form.validate_on_submit():
@@ -175,7 +179,6 @@ def _enrolment(user: User, on_success):
             form.code.errors = [error.message]
             status = 422
         else:
-            session.pop("totp_enrolment_secret", None)
             return on_success()
     uri = ops.totp_uri(user, secret)
     qr_svg = segno.make(uri, error="m").svg_inline(scale=4, dark="#000", light="#fff")
@@ -285,6 +288,11 @@ def account_second_factor():
 def account_second_factor_off():
     if ops.totp_mandatory(current_user):
         flash(_("Your role requires a second factor; it cannot be turned off."), "error")
+        return redirect(url_for("auth.account"))
+    if not verify_password(current_user.password_hash, request.form.get("password", "")):
+        ops.record_login_failure(current_user.username, _address(), current_user, "bad_password_totp_off")
+        db.session.commit()
+        flash(_("The password is wrong; the second factor stays on."), "error")
         return redirect(url_for("auth.account"))
     ops.disable_totp(current_user, current_user)
     db.session.commit()

@@ -39,7 +39,8 @@ from app.jobs.models import (
 log = logging.getLogger(__name__)
 
 TASKS: dict[str, Callable[..., object]] = {}
-STALE_RUNNING = timedelta(minutes=30)   # a running job older than this lost its worker
+JOB_TIMEOUT_SECONDS = 3600             # rq stops a job after this long
+STALE_RUNNING = timedelta(seconds=2 * JOB_TIMEOUT_SECONDS)  # a running job older than this lost its worker
 LOST_QUEUED = timedelta(minutes=10)     # a queued job older than this may have been lost by Redis
 SWEEP_BATCH = 500
 _NEW, _COMMITTED = "jobs_new", "jobs_committed"
@@ -142,7 +143,7 @@ def _dispatch(ids: list[int]) -> int:
         queue = rq_queue()
         for job_id in ids:
             queue.enqueue("app.jobs.worker.perform", job_id, job_id=f"cpims-{job_id}-{int(time.time())}",
-                          result_ttl=0, failure_ttl=86400, job_timeout=3600)
+                          result_ttl=0, failure_ttl=86400, job_timeout=JOB_TIMEOUT_SECONDS)
             pushed.append(job_id)
     except Exception as exc:  # RedisError, connection refused, timeout
         log.warning("Redis unavailable (%s: %s); %d job(s) stay pending until it is back",
@@ -176,7 +177,7 @@ def run_job(job_id: int) -> str | None:
     except Exception as exc:
         db.session.rollback()
         row = db.session.get(JobRecord, job_id)
-        row.last_error = f"{type(exc).__name__}: {str(exc)[:500]}"
+        row.last_error = describe_error(exc)
         if row.attempts >= row.max_attempts:
             row.status, row.finished_at = STATUS_FAILED, utcnow()
         else:
@@ -188,6 +189,15 @@ def run_job(job_id: int) -> str | None:
                   type(exc).__name__)
     dispatch_committed_jobs()
     return row.status
+
+
+def describe_error(exc: BaseException) -> str:
+    """The error's type and where it was raised, never its message: messages can carry
+    the personal data the job was working on (S16)."""
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 2)[-1]}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(exc).__module__}.{type(exc).__qualname__}{where}"[:500]
 
 
 def sweep(now=None) -> dict[str, int]:

@@ -27,11 +27,18 @@ def switch_language():
         if current_user.is_authenticated:
             current_user.locale = locale
             db.session.commit()
-    target = request.form.get("next") or ""
-    # Only local paths: no open redirect.
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("main.home")
-    return redirect(target)
+    return redirect(local_path(request.form.get("next")) or url_for("main.home"))
+
+
+def local_path(target: str | None) -> str | None:
+    """`target` if it is a path on this site, else None (no open redirect)."""
+    from urllib.parse import urlsplit
+    if not target or any(ord(c) < 32 or c == "\\" for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
 
 
 @bp.get("/healthz")

@@ -8,7 +8,7 @@ from flask_login import UserMixin
 from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import UTCDateTime, utcnow
+from app.db import JSONType, UTCDateTime, utcnow
 from app.extensions import db
 
 SCOPE_OWN = "own"
@@ -69,6 +69,9 @@ class Role(db.Model):
     scope: Mapped[str] = mapped_column(String(16), default=SCOPE_OWN)
     # A supervising role manages the groups its users belong to (approvals, reassignment).
     is_supervisor: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Default permissions already given to this seeded role once: `flask seed roles` adds only
+    # new defaults, so a permission an administrator removed stays removed.
+    offered_permissions: Mapped[list] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     permission_rows: Mapped[list["RolePermission"]] = relationship(
@@ -117,6 +120,8 @@ class User(UserMixin, db.Model):
     # Set by an administrator reset: the user must choose a new password at next login.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # A secret being set up (shown as a QR code, not yet confirmed); kept here, not in the cookie.
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(64))
     is_totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     last_totp_step: Mapped[int | None] = mapped_column(Integer)  # refuses replay of a used code
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

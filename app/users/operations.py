@@ -294,9 +294,15 @@ def ensure_role(code: str, name: str, scope: str, is_supervisor: bool = False, d
     role = db.session.execute(select(Role).where(Role.code == code)).scalar_one_or_none()
     defaults = CATALOGUE.defaults_for(code)
     if role is None:
-        role = Role(code=code, name=name, scope=scope, is_supervisor=is_supervisor, description=description)
+        role = Role(code=code, name=name, scope=scope, is_supervisor=is_supervisor, description=description,
+                    offered_permissions=[])
         db.session.add(role)
-    role.set_permissions(role.permissions | defaults)
+        db.session.flush()
+    new = defaults - set(role.offered_permissions or [])
+    if new:
+        role.set_permissions(role.permissions | new)
+        role.offered_permissions = sorted(set(role.offered_permissions or []) | defaults)
+        record_audit("role.defaults_added", "role", role.id, detail={"added": sorted(new)})
     db.session.flush()
     return role
 
