@@ -21,6 +21,7 @@ FEATURE_BLUEPRINTS = (
     "app.jobs.views",
     "forms.views",
     "forms.api",
+    "cases.views",
 )
 
 
@@ -176,10 +177,19 @@ def register_template_helpers(app: Flask) -> None:
 
     app.config.setdefault("SEND_FILE_MAX_AGE_DEFAULT", 365 * 24 * 3600)
     app.jinja_env.globals.update(static_url=static_url, navigation_for=navigation_for)
+    from app.records.views import init_record_templates
+    init_record_templates(app)
+
+
+# Model modules imported even where no blueprint needs them yet, so the metadata
+# (and so `flask db migrate` and the schema test) always sees every table.
+FEATURE_MODELS = ("app.records.models", "cases.models", "tracing.models")
 
 
 def register_blueprints(app: Flask) -> None:
     import importlib
+    for module_name in FEATURE_MODELS:
+        importlib.import_module(module_name)
     for module_name in FEATURE_BLUEPRINTS:
         module = importlib.import_module(module_name)
         app.register_blueprint(module.bp)

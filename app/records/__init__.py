@@ -1,0 +1,1 @@
+"""Shared machinery of child-protection records (cases, tracing requests, traces)."""
