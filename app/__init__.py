@@ -183,12 +183,14 @@ def register_template_helpers(app: Flask) -> None:
 
 # Model modules imported even where no blueprint needs them yet, so the metadata
 # (and so `flask db migrate` and the schema test) always sees every table.
-FEATURE_MODELS = ("app.records.models", "cases.models", "tracing.models")
+FEATURE_MODELS = ("app.records.models", "cases.models", "tracing.models", "matching.models")
+# Modules that register background tasks and record-saved hooks.
+FEATURE_TASKS = ("matching.tasks",)
 
 
 def register_blueprints(app: Flask) -> None:
     import importlib
-    for module_name in FEATURE_MODELS:
+    for module_name in (*FEATURE_MODELS, *FEATURE_TASKS):
         importlib.import_module(module_name)
     for module_name in FEATURE_BLUEPRINTS:
         module = importlib.import_module(module_name)
@@ -202,6 +204,8 @@ def register_commands(app: Flask) -> None:
     for command in (seed_group, jobs_group, worker_command, users_group, roles_group,
                     agencies_group, groups_group):
         app.cli.add_command(command)
+    from matching.cli import matching_group
+    app.cli.add_command(matching_group)
     from forms.cli import forms_group, locations_group
     app.cli.add_command(forms_group)
     app.cli.add_command(locations_group)

@@ -50,7 +50,7 @@ CONSENT_FIELD = "consent_for_tracing"
 
 
 def _apply_values(case: Case, data: dict) -> None:
-    """Store the form values and keep the indexed copies and name keys in step."""
+    """Store the form values and keep the indexed copies in step (name keys: index_names)."""
     case.data = data
     values = denormalised_values("case", data)
     case.display_name = values["display_name"]
@@ -59,7 +59,6 @@ def _apply_values(case: Case, data: dict) -> None:
     case.location_code = values["location_code"]
     case.phone_digits = values["phone_digits"]
     case.is_consent_for_tracing = bool(data.get(CONSENT_FIELD))
-    index_names(case)
 
 
 def create_case(user, data: dict, *, draft: bool = False, source_id: str | None = None,
@@ -72,6 +71,7 @@ def create_case(user, data: dict, *, draft: bool = False, source_id: str | None 
     case.groups = list(user.groups)
     _apply_values(case, cleaned)
     insert_with_short_id(case, Case)
+    index_names(case)
     _record_change(case, action, user, diff_data({}, cleaned))
     record_audit(f"case.{action}", "case", case.id, detail={"fields": sorted(cleaned)}, user=user)
     hooks.record_saved(case, set(cleaned))
@@ -93,6 +93,7 @@ def update_case(case: Case, user, data: dict, expected_version: int | None, *, d
     _apply_values(case, cleaned)
     case.updated_by_id, case.updated_at = user.id, utcnow()
     flush_with_version_check(case, data)
+    index_names(case)
     _record_change(case, action, user, changes)
     record_audit(f"case.{action}", "case", case.id, detail={"fields": [c["field"] for c in changes]}, user=user)
     hooks.record_saved(case, {c["field"] for c in changes})

@@ -28,7 +28,7 @@ from app.records.operations import (
 )
 from app.records.search import index_names
 from app.records.values import denormalised_values, digits, display_name, phone_keys
-from tracing.models import TRACE_CLOSED, TRACE_OPEN, Trace, TracingRequest
+from tracing.models import TRACE_CLOSED, TRACE_IN_PROGRESS, TRACE_OPEN, Trace, TracingRequest
 
 TRACING_READ = register_permission("tracing", "read", _l("See tracing requests and traces in one's scope"),
                                    (ROLE_TRACING_OFFICER, ROLE_SUPERVISOR))
@@ -55,7 +55,6 @@ def _apply_request_values(request: TracingRequest, data: dict) -> None:
     phones = phone_keys("tracing_request")
     request.phone_digits = digits(next((data[key] for key in phones if data.get(key)), None))
     request.is_consent_for_tracing = bool(data.get(CONSENT_FIELD))
-    index_names(request)
     inquiry = data.get(INQUIRY_DATE_FIELD)
     request.inquiry_date = date.fromisoformat(inquiry) if isinstance(inquiry, str) and inquiry else None
 
@@ -67,7 +66,6 @@ def _apply_trace_values(trace: Trace, data: dict) -> None:
     trace.sex = values["sex"]
     trace.age = values["age"]
     trace.location_code = values["location_code"]
-    index_names(trace)
 
 
 def create_tracing_request(user, data: dict, traces: list[dict], *, draft: bool = False,
@@ -96,6 +94,7 @@ def create_tracing_request(user, data: dict, traces: list[dict], *, draft: bool 
     request.groups = list(user.groups)
     _apply_request_values(request, cleaned)
     insert_with_short_id(request, TracingRequest)
+    index_names(request)
     record_change(request, action, user, diff_data({}, cleaned))
     record_audit(f"tracing_request.{action}", "tracing_request", request.id,
                  detail={"fields": sorted(cleaned), "traces": len(cleaned_traces)}, user=user)
@@ -106,11 +105,13 @@ def create_tracing_request(user, data: dict, traces: list[dict], *, draft: bool 
 
 
 def _insert_trace(request: TracingRequest, user, cleaned: dict, source_id: str | None, action: str) -> Trace:
-    trace = Trace(id=new_uuid(), tracing_request=request, owner_id=request.owner_id, agency_id=request.agency_id,
+    trace = Trace(id=new_uuid(), tracing_request_id=request.id, owner_id=request.owner_id, agency_id=request.agency_id,
                   created_by_id=user.id, updated_by_id=user.id, status=STATUS_OPEN,
                   tracing_status=TRACE_OPEN, source_id=source_id)
     _apply_trace_values(trace, cleaned)
     insert_with_short_id(trace, Trace)
+    db.session.expire(request, ["traces"])  # the collection now holds the new trace
+    index_names(trace)
     record_change(trace, action, user, diff_data({}, cleaned))
     record_audit(f"trace.{action}", "trace", trace.id,
                  detail={"fields": sorted(cleaned), "tracing_request": request.id}, user=user)
@@ -139,6 +140,7 @@ def update_tracing_request(request: TracingRequest, user, data: dict, expected_v
     _apply_request_values(request, cleaned)
     request.updated_by_id, request.updated_at = user.id, utcnow()
     flush_with_version_check(request, data)
+    index_names(request)
     record_change(request, action, user, changes)
     record_audit(f"tracing_request.{action}", "tracing_request", request.id,
                  detail={"fields": [c["field"] for c in changes]}, user=user)
@@ -159,6 +161,7 @@ def update_trace(trace: Trace, user, data: dict, expected_version: int | None, *
     _apply_trace_values(trace, cleaned)
     trace.updated_by_id, trace.updated_at = user.id, utcnow()
     flush_with_version_check(trace, data)
+    index_names(trace)
     record_change(trace, action, user, changes)
     record_audit(f"trace.{action}", "trace", trace.id, detail={"fields": [c["field"] for c in changes]}, user=user)
     hooks.record_saved(trace, {c["field"] for c in changes})
@@ -203,3 +206,37 @@ def reopen_tracing_request(request: TracingRequest, user, reason: str) -> None:
             hooks.record_saved(trace, {"@status"})
     db.session.flush()
     record_audit("tracing_request.reopen", "tracing_request", request.id, user=user)
+
+
+# The statuses a tracing officer sets by hand; match proposed, confirmed and reunified belong
+# to the matching and verification workflow.
+MANUAL_TRACE_STATUSES = (TRACE_OPEN, TRACE_IN_PROGRESS, TRACE_CLOSED)
+
+
+def change_trace_status(trace: Trace, user, new_status: str, reason: str = "",
+                        expected_version: int | None = None) -> None:
+    """Set one trace's tracing status by hand: open, tracing in progress or closed.
+
+    Closing a trace (e.g. this child was found, the others are still sought) and reopening
+    it need a reason; a trace of a closed request cannot be reopened on its own.
+    """
+    reason = (reason or "").strip()
+    before = trace.tracing_status
+    if new_status not in MANUAL_TRACE_STATUSES:
+        raise RecordError({"tracing_status": [_("This status is set by the matching and verification workflow.")]})
+    if new_status == before:
+        raise RecordError({"tracing_status": [_("The trace already has this status.")]})
+    if before == TRACE_CLOSED and trace.tracing_request.status == STATUS_CLOSED:
+        raise RecordError({"tracing_status": [_("This tracing request is closed; reopen it first.")]})
+    if (new_status == TRACE_CLOSED or before == TRACE_CLOSED) and not reason:
+        raise RecordError({"reason": [_("Say why the trace is closed or reopened.")]})
+    check_version(trace, expected_version, {})
+    trace.tracing_status = new_status
+    trace.status = STATUS_CLOSED if new_status == TRACE_CLOSED else STATUS_OPEN
+    trace.updated_by_id, trace.updated_at = user.id, utcnow()
+    flush_with_version_check(trace, {})
+    action = "close" if new_status == TRACE_CLOSED else "reopen" if before == TRACE_CLOSED else "update"
+    record_change(trace, action, user, [{"field": "@tracing_status", "old": before, "new": new_status}],
+                  reason or None)
+    record_audit("trace.status_changed", "trace", trace.id, detail={"from": before, "to": new_status}, user=user)
+    hooks.record_saved(trace, {"@tracing_status"})

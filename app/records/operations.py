@@ -164,7 +164,8 @@ def history_of(record) -> list[RecordChange]:
 def insert_with_short_id(record, model) -> None:
     """Add a new record, retrying the short id if a concurrent insert took it."""
     for _attempt in range(5):
-        record.short_id = new_short_id(model)
+        with db.session.no_autoflush:  # the new record (maybe already in a collection) is not flushed early
+            record.short_id = new_short_id(model)
         try:
             with db.session.begin_nested():
                 db.session.add(record)

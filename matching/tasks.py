@@ -1,0 +1,63 @@
+"""Matching jobs: one record after a save, or a chunk of traces during a full re-match."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.jobs.operations import enqueue, set_progress, task
+from app.records.hooks import on_record_saved
+
+MATCH_RECORD = "matching.match_record"
+MATCH_TRACES = "matching.match_traces"
+
+
+def relevant_fields(record_type: str) -> set[str]:
+    """Field keys whose change can change a match (fields with a matching tag)."""
+    from forms.operations import fields_with_matching_tag
+
+    from matching.engine import MATCHING_TAGS
+    keys = {key for tag in MATCHING_TAGS for key in fields_with_matching_tag(record_type, tag)}
+    return keys | {"consent_for_tracing", "@status", "@tracing_status"}
+
+
+@on_record_saved
+def _queue_matching(record, changed_fields: set[str]) -> None:
+    """Every saved case or trace is matched again in the background (deduplicated per record)."""
+    if record.RECORD_TYPE not in ("case", "trace"):
+        return
+    relevant = bool(changed_fields & relevant_fields(record.RECORD_TYPE)) or any(
+        field.startswith("tracing_request.") for field in changed_fields)
+    if not relevant:
+        return
+    enqueue(MATCH_RECORD, {"record_type": record.RECORD_TYPE, "record_id": record.id},
+            dedupe_key=f"match:{record.RECORD_TYPE}:{record.id}")
+
+
+@task(MATCH_RECORD)
+def match_record(record_type: str, record_id: str) -> None:
+    """Match one case or trace as it is now (idempotent: proposals are upserted per pair)."""
+    from cases.models import Case
+    from matching.engine import match_case, match_trace
+    from tracing.models import Trace
+    if record_type == "case":
+        case = db.session.get(Case, record_id)
+        if case is not None:
+            match_case(case)
+    elif record_type == "trace":
+        trace = db.session.get(Trace, record_id)
+        if trace is not None:
+            match_trace(trace)
+    db.session.commit()
+
+
+@task(MATCH_TRACES)
+def match_traces(trace_ids: list[str], run: str, job_id: int | None = None) -> None:
+    """A chunk of a full re-match (`flask matching run`); many workers share the chunks."""
+    from matching.engine import match_trace
+    from tracing.models import Trace
+    traces = db.session.execute(select(Trace).where(Trace.id.in_(trace_ids))).scalars().all()
+    for done, trace in enumerate(traces, start=1):
+        match_trace(trace, changed=False)
+        if job_id and done % 100 == 0:
+            set_progress(job_id, done, len(traces))
+    db.session.commit()
