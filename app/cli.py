@@ -99,6 +99,9 @@ def seed_demo_command():
     from app.seeding import run_demo_seeders
     summaries = run_demo_seeders()
     db.session.commit()
+    # Matching jobs queued by the demo records: to the workers, or run here without Redis.
+    from app.jobs.operations import dispatch_committed_jobs
+    dispatch_committed_jobs()
     click.echo("Demo users (passwords are new at each run):")
     for username, role_name, password in lines:
         click.echo(f"  {username:16} {role_name:18} {password}")
