@@ -22,6 +22,7 @@ FEATURE_BLUEPRINTS = (
     "forms.views",
     "forms.api",
     "cases.views",
+    "matching.views",
 )
 
 

@@ -114,3 +114,25 @@ def export_command(output: str) -> None:
     record_audit("matching.export", "match_proposal", None, detail={"rows": count})
     db.session.commit()
     click.echo(f"{count} proposal(s) written to {output}.")
+
+
+@matching_group.command("estimate")
+@click.option("--save", is_flag=True, help="Store the estimate as a new engine version.")
+@click.option("--min-decisions", default=20, show_default=True)
+@with_appcontext
+def estimate_command(save: bool, min_decisions: int) -> None:
+    """Re-estimate m and u from the proposals reviewers confirmed and rejected."""
+    from matching import operations as ops
+    try:
+        result = ops.estimate_from_decisions(min_decisions)
+    except ops.SettingsError as error:
+        raise click.ClickException(" ".join(m for ms in error.errors.values() for m in ms)) from None
+    click.echo(f"From {result['confirmed']} confirmed and {result['rejected']} rejected proposals:")
+    for comparator, levels in result["parameters"].items():
+        click.echo(f"  {comparator}: " + ", ".join(f"{level} m={m} u={u}" for level, (m, u) in levels.items()))
+    if save:
+        config = ops.current_config()
+        new = ops.save_settings(config.likely_threshold, config.possible_threshold, result["parameters"],
+                                (config.parameters or {}).get("prior"), None, note="estimated from decisions")
+        db.session.commit()
+        click.echo(f"Saved as engine version {new.id}.")
