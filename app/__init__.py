@@ -23,6 +23,7 @@ FEATURE_BLUEPRINTS = (
     "forms.api",
     "cases.views",
     "matching.views",
+    "tracing.views",
 )
 
 

@@ -405,11 +405,14 @@ def _parse_item(item: FieldDef, formdata, name: str):
     return values[0] if values else ""
 
 
-def parse_form_data(record_type: str, formdata, user=None, *, access: FormAccess | None = None) -> dict:
+def parse_form_data(record_type: str, formdata, user=None, *, access: FormAccess | None = None,
+                    prefix: str = "") -> dict:
     """The dict to validate from a form rendered by `render_form` (the fields the user may write).
 
     Unticked tick boxes give False, empty inputs "", subform rows a list of dicts (rows marked
-    for removal left out, a blank new row left out).
+    for removal left out, a blank new row left out). `prefix` reads one of several forms on a
+    page, rendered with the same `prefix` (e.g. "traces.0."): inputs named "traces.0.name_first"
+    give the key "name_first".
     """
     definition = get_definition(record_type)
     access = access or access_for(definition, user)
@@ -420,10 +423,11 @@ def parse_form_data(record_type: str, formdata, user=None, *, access: FormAccess
         for item in section.fields:
             if not item.holds_value or item.key not in access.writable:
                 continue
-            values[item.key] = _parse_item(item, formdata, item.key)
+            values[item.key] = _parse_item(item, formdata, prefix + item.key)
             if item.approximate_key:
                 values[item.approximate_key] = _parse_item(
-                    FieldDef(0, item.approximate_key, TICK_BOX, {}, {}, section.key), formdata, item.approximate_key)
+                    FieldDef(0, item.approximate_key, TICK_BOX, {}, {}, section.key), formdata,
+                    prefix + item.approximate_key)
     return values
 
 

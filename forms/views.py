@@ -154,7 +154,8 @@ def forms_latest_today() -> str:
 
 
 @bp.app_template_global("forms_section_error_count")
-def forms_section_error_count(section, errors) -> int:
+def forms_section_error_count(section, errors, prefix: str = "") -> int:
+    """Errors in the fields of `section`; with a `prefix` (see render_form), keys are "<prefix><key>"."""
     if not errors:
         return 0
     keys = set()
@@ -162,7 +163,7 @@ def forms_section_error_count(section, errors) -> int:
         keys.add(item.key)
         if item.approximate_key:
             keys.add(item.approximate_key)
-    return sum(1 for key in errors if key.split(".", 1)[0] in keys)
+    return sum(1 for key in errors if key.startswith(prefix) and key[len(prefix):].split(".", 1)[0] in keys)
 
 
 @bp.app_template_global("forms_groups")

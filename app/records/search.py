@@ -48,10 +48,20 @@ def index_names(record) -> None:
 
 
 def name_score(query: str, record_names: str) -> float:
-    from matching.names import normalize_name, transliterate
-    a = transliterate(normalize_name(query))
-    b = transliterate(normalize_name(record_names))
-    return fuzz.token_set_ratio(a, b)
+    """0-100: how well every word searched for is found among the record's names.
+
+    Each searched word takes its best counterpart (spelling variants, phonetic and
+    transliteration agreement count), so "Aicha" finds "Aisha Mohamed" as well as
+    "Aisha"; a whole-string similarity is the fallback for unusual spellings.
+    """
+    from matching.comparators import compare_tokens
+    from matching.names import name_tokens, normalize_name, transliterate
+    wanted, held = name_tokens(query), name_tokens(record_names)
+    if not wanted or not held:
+        return 0.0
+    per_word = sum(max(compare_tokens(a, b)[1] for b in held) for a in wanted) / len(wanted)
+    whole = fuzz.token_set_ratio(transliterate(normalize_name(query)), transliterate(normalize_name(record_names)))
+    return max(100.0 * per_word, whole)
 
 
 def search_records(model, scoped_query, text: str, limit: int = 50) -> list:
@@ -81,7 +91,7 @@ def search_records(model, scoped_query, text: str, limit: int = 50) -> list:
         for record in candidates:
             names = " ".join(name_texts(model.RECORD_TYPE, record.data or {})) or record.display_name
             score = name_score(text, names)
-            if score >= 60 and record.id not in found:
+            if score >= 70 and record.id not in found:
                 found[record.id] = (score, record)
     ranked = sorted(found.values(), key=lambda item: (-item[0], item[1].short_id))
     return [record for _score, record in ranked[:limit]]

@@ -154,10 +154,18 @@ def history_field_label(record_type: str, key: str, locale: str) -> str:
     return item.label(locale) if item else key
 
 
+STATUS_VALUE_LABELS = {
+    "open": _l("Open"), "closed": _l("Closed"), "in_progress": _l("Tracing in progress"),
+    "match_proposed": _l("Match proposed"), "match_confirmed": _l("Match confirmed"),
+    "reunified": _l("Reunified"), "new": _l("New"), "assessment": _l("Assessment"), "case_plan": _l("Case plan"),
+    "services": _l("Services"), "closure": _l("Closure"),
+}
+
+
 def history_value(record_type: str, key: str, value, locale: str) -> str:
     from forms.operations import display_value
     if key.startswith("@"):
-        return "" if value is None else str(value)
+        return "" if value is None else str(STATUS_VALUE_LABELS.get(value, value))
     return display_value(record_type, key, value, locale)
 
 
