@@ -23,7 +23,10 @@ FEATURE_BLUEPRINTS = (
     "forms.api",
     "cases.views",
     "matching.views",
+    "cases.api",
     "tracing.views",
+    "tracing.api",
+    "app.openapi",
 )
 
 

@@ -1,0 +1,202 @@
+"""JSON API for cases (/api/v1/cases...): list, search, read, register, update with
+the version, close and reopen; history, notes, flags and files come from
+app.records.api.add_record_api_routes.
+
+Same rules as the pages: every route loads the case through
+get_in_scope_or_404 (403 without the permission, 404 out of scope, both
+audited); lists and searches only ever query the caller's scope; `data` holds
+only the fields the caller may read (S3); a body may carry only the keys its
+schema lists (S4). Not logged in: 401. Session callers send X-CSRFToken on
+writes; API token callers need none. Each handler parses, calls one operation
+(which audits), and commits once.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import asc, desc, exists, select
+from sqlalchemy.orm import selectinload
+
+from app.api import created, json_body, load_input
+from app.audit.operations import record_audit
+from app.extensions import db
+from app.openapi import Items, Page, api_doc
+from app.permissions import require, scope_filter
+from app.records.api import (
+    RecordApi,
+    add_record_api_routes,
+    conflict_response,
+    form_errors,
+    load_record,
+    paginated,
+    readable,
+    record_errors,
+)
+from app.records.models import RecordFlag
+from app.records.operations import EditConflict, RecordError
+from app.records.schemas import RecordConflictSchema, RecordUpdateSchema
+from app.records.search import search_records
+from cases import operations as ops
+from cases import schemas
+from cases.models import Case
+
+bp = Blueprint("cases_api", __name__, url_prefix="/api/v1")
+
+KIND = RecordApi(model=Case, path="/cases", name="case", label="case", tag="Cases", read=ops.CASES_READ,
+                 update=ops.CASES_UPDATE, resolve_flags=ops.CASES_RESOLVE_FLAGS)
+add_record_api_routes(bp, KIND)
+TAGS = (KIND.tag,)
+
+SORTS = {
+    "updated": desc(Case.updated_at), "created": desc(Case.created_at), "name": asc(Case.display_name),
+    "age": asc(Case.age), "short_id": asc(Case.short_id),
+}
+
+
+def _dump(records) -> list[dict]:
+    return schemas.CaseSchema(many=True, readable=readable("case")).dump(records)
+
+
+def _dump_one(case: Case) -> dict:
+    return schemas.CaseSchema(readable=readable("case")).dump(case)
+
+
+def _filtered(args: dict):
+    """The caller's cases matching the list filters (the HTML list's, by the same names)."""
+    query = select(Case).where(scope_filter(current_user, Case)).options(
+        selectinload(Case.owner), selectinload(Case.agency))
+    if args.get("status"):
+        query = query.where(Case.status == args["status"])
+    if args.get("stage"):
+        query = query.where(Case.workflow_stage == args["stage"])
+    if args.get("sex"):
+        query = query.where(Case.sex == args["sex"])
+    if args.get("age_min") is not None:
+        query = query.where(Case.age >= args["age_min"])
+    if args.get("age_max") is not None:
+        query = query.where(Case.age <= args["age_max"])
+    if args.get("location"):
+        from forms.definitions import location_descendants
+        query = query.where(Case.location_code.in_(location_descendants(args["location"])))
+    if args.get("owner") == "me":
+        query = query.where(Case.owner_id == current_user.id)
+    if args.get("flagged") is not None:
+        flagged = exists().where(RecordFlag.record_type == "case", RecordFlag.record_id == Case.id,
+                                 RecordFlag.resolved_at.is_(None))
+        query = query.where(flagged if args["flagged"] else ~flagged)
+    if args.get("consent") is not None:
+        query = query.where(Case.is_consent_for_tracing.is_(args["consent"]))
+    return query
+
+
+def _audited_filters(args: dict) -> dict:
+    return {key: value for key, value in args.items() if key not in ("q", "page", "per_page")}
+
+
+@bp.get("/cases")
+@api_doc("List the cases in the caller's scope", tags=TAGS, query=schemas.CaseListArgsSchema,
+         responses={200: Page(schemas.CaseSchema)}, errors=(403, 422))
+@require(ops.CASES_READ)
+def list_cases():
+    args = load_input(schemas.CaseListArgsSchema(), request.args.to_dict())
+    query = _filtered(args).order_by(SORTS[args["sort"]], Case.id)
+    body = paginated(query, _dump, args)
+    record_audit("case.list", "case", None, detail={"filters": _audited_filters(args), "search": False,
+                                                     "shown": len(body["items"])})
+    db.session.commit()
+    return jsonify(body)
+
+
+@bp.post("/cases/search")
+@api_doc("Search the caller's cases by short id, phone or name", tags=TAGS, body=schemas.CaseSearchSchema,
+         responses={200: Items(schemas.CaseSchema)}, errors=(403, 422),
+         description="Names match across spellings (Mohamed finds Muhammad). Best matches first. The text "
+                     "travels in the body so names never appear in URLs or logs.")
+@require(ops.CASES_READ)
+def search_cases():
+    args = load_input(schemas.CaseSearchSchema(), json_body())
+    results = search_records(Case, _filtered(args), args["q"], limit=args["limit"])
+    record_audit("case.list", "case", None, detail={"filters": _audited_filters(args), "search": True,
+                                                     "shown": len(results)})
+    db.session.commit()
+    return jsonify({"items": _dump(results)})
+
+
+@bp.post("/cases")
+@api_doc("Register a child", tags=TAGS, body=schemas.CaseCreateSchema, responses={201: schemas.CaseSchema},
+         errors=(403, 422), response_headers={201: {"Location": "The new case's URL."}},
+         description="The case belongs to the caller, their agency and their groups. Search first "
+                     "(POST /api/v1/cases/search) so the same child is not registered twice.")
+@require(ops.CASES_CREATE)
+def create_case():
+    from forms.operations import FormValidationError
+    body = load_input(schemas.CaseCreateSchema(), json_body())
+    try:
+        case = ops.create_case(current_user, body["data"], draft=body.get("draft", False))
+    except FormValidationError as error:
+        raise form_errors(error) from error
+    except RecordError as error:
+        raise record_errors(error) from error
+    db.session.commit()
+    return created(_dump_one(case), url_for(".get_case", record_id=case.id))
+
+
+@bp.get("/cases/<uuid:record_id>")
+@api_doc("Read a case", tags=TAGS, responses={200: schemas.CaseSchema}, errors=(403, 404))
+@login_required
+def get_case(record_id):
+    case = load_record(KIND, record_id)
+    record_audit("case.view", "case", case.id)
+    db.session.commit()
+    return jsonify(_dump_one(case))
+
+
+@bp.patch("/cases/<uuid:record_id>")
+@api_doc("Change a case's form values", tags=TAGS, body=RecordUpdateSchema, responses={200: schemas.CaseSchema},
+         errors=(403, 404, 409, 422), conflict=RecordConflictSchema,
+         description="Send the `version` you read. If someone saved the case since, nothing is saved and the "
+                     "answer is 409 with both versions. Fields not sent keep their values.")
+@login_required
+def update_case(record_id):
+    from forms.operations import FormValidationError
+    case = load_record(KIND, record_id, ops.CASES_UPDATE)
+    body = load_input(RecordUpdateSchema(), json_body())
+    try:
+        ops.update_case(case, current_user, body["data"], body["version"], draft=body.get("draft", False))
+    except EditConflict:
+        return conflict_response(KIND, record_id, ops.CASES_UPDATE, body["version"], body["data"])
+    except FormValidationError as error:
+        raise form_errors(error) from error
+    except RecordError as error:
+        raise record_errors(error) from error
+    db.session.commit()
+    return jsonify(_dump_one(case))
+
+
+def _close_or_reopen(record_id, operation):
+    case = load_record(KIND, record_id, ops.CASES_CLOSE)
+    body = load_input(schemas.CaseCloseSchema(), json_body())
+    try:
+        operation(case, current_user, body["reason"], expected_version=body.get("version"))
+    except EditConflict:
+        return conflict_response(KIND, record_id, ops.CASES_CLOSE, body["version"], {"reason": body["reason"]})
+    except RecordError as error:
+        raise record_errors(error) from error
+    db.session.commit()
+    return jsonify(_dump_one(case))
+
+
+@bp.post("/cases/<uuid:record_id>/close")
+@api_doc("Close a case, with the reason", tags=TAGS, body=schemas.CaseCloseSchema,
+         responses={200: schemas.CaseSchema}, errors=(403, 404, 409, 422), conflict=RecordConflictSchema)
+@login_required
+def close_case(record_id):
+    return _close_or_reopen(record_id, ops.close_case)
+
+
+@bp.post("/cases/<uuid:record_id>/reopen")
+@api_doc("Reopen a closed case, with the reason", tags=TAGS, body=schemas.CaseCloseSchema,
+         responses={200: schemas.CaseSchema}, errors=(403, 404, 409, 422), conflict=RecordConflictSchema)
+@login_required
+def reopen_case(record_id):
+    return _close_or_reopen(record_id, ops.reopen_case)
