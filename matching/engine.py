@@ -519,4 +519,19 @@ def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Setti
             if case_id not in seen and proposal.status == PENDING:
                 proposal.status, proposal.decision_reason, proposal.updated_at = SUPERSEDED, "score_dropped", now
     db.session.flush()
+    if pending:
+        _mark_proposed(trace_id)
     return pending
+
+
+def _mark_proposed(trace_id: str) -> None:
+    """A trace with a pending proposal moves to "match proposed" (from open or in progress)."""
+    from app.records.operations import record_change
+    from tracing.models import TRACE_IN_PROGRESS, TRACE_MATCH_PROPOSED, TRACE_OPEN, Trace
+    trace = db.session.get(Trace, trace_id)
+    if trace is not None and trace.tracing_status in (TRACE_OPEN, TRACE_IN_PROGRESS):
+        before = trace.tracing_status
+        trace.tracing_status = TRACE_MATCH_PROPOSED
+        db.session.flush()
+        record_change(trace, "match_proposed", None,
+                      [{"field": "@tracing_status", "old": before, "new": TRACE_MATCH_PROPOSED}])

@@ -72,6 +72,27 @@ class MatchProposal(db.Model):
     decision_note: Mapped[str | None] = mapped_column(Text)
     # The score when it was rejected: a re-proposal needs a relevant change AND a higher score.
     rejected_score: Mapped[float | None] = mapped_column(Float)
+    # A reviewer's claim, so two people do not review the same proposal at once (it expires).
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     trace = relationship("Trace")
     case = relationship("Case")
+
+
+class MatchDecision(db.Model):
+    """Every decision on a proposal, in order (append-only): the system remembers."""
+
+    __tablename__ = "match_decisions"
+    __table_args__ = (Index("ix_match_decisions_proposal", "proposal_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("match_proposals.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))  # confirm, reject, defer, undo, supersede, repropose
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)  # the proposal's score when decided
+
+    user = relationship("User", lazy="selectin")

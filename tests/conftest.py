@@ -59,8 +59,28 @@ class IsolatedClient(FlaskClient):
         return contextvars.Context().run(super().open, *args, **kwargs)
 
 
+def compile_translations() -> None:
+    """Compile app/translations/*/messages.po when its .mo is missing or older (as `make translations`
+    does), so a plain `pytest` runs against the current French and Arabic catalogues."""
+    from pathlib import Path
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    for po_path in (Path(__file__).parent.parent / "app" / "translations").glob("*/LC_MESSAGES/messages.po"):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as handle:
+            catalog = read_po(handle, locale=po_path.parent.parent.name)
+        partial = mo_path.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as handle:
+            write_mo(handle, catalog)
+        partial.replace(mo_path)  # atomic: another test run never reads half a file
+
+
 @pytest.fixture(scope="session")
 def app():
+    compile_translations()
     application = create_app("test")
     application.test_client_class = IsolatedClient
     reset_schema(application)
@@ -137,6 +157,20 @@ def truncate_data(app) -> None:
                 connection.execute(text(
                     "CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries "
                     "BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END"))
+
+
+@pytest.fixture
+def default_forms(request, app):
+    """The shipped child-protection forms (case, tracing request, trace), as `flask seed demo` loads them."""
+    from forms.operations import load_default_configuration
+    if "committed" in request.fixturenames:
+        with app.app_context():
+            load_default_configuration()
+            db.session.commit()
+            db.session.remove()
+    else:
+        load_default_configuration()
+        db.session.commit()
 
 
 # --- factories -----------------------------------------------------------------------

@@ -17,11 +17,7 @@ from cases.operations import create_case
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
-@pytest.fixture(autouse=True)
-def default_forms(app):
-    from forms.operations import load_default_configuration
-    load_default_configuration()
-    db.session.commit()
+pytestmark = pytest.mark.usefixtures("default_forms")
 
 
 CHILD = {"name_first": "Muhammad", "name_last": "Hassan", "sex": "male", "age": 9, "consent_for_tracing": True}

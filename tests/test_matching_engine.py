@@ -17,11 +17,7 @@ from tracing.operations import create_tracing_request
 TWO_YEARS_AGO = (date.today() - timedelta(days=730)).isoformat()
 
 
-@pytest.fixture(autouse=True)
-def default_forms(app):
-    from forms.operations import load_default_configuration
-    load_default_configuration()
-    db.session.commit()
+pytestmark = pytest.mark.usefixtures("default_forms")
 
 
 @pytest.fixture

@@ -137,9 +137,12 @@ from flask_babel import lazy_gettext as _l  # noqa: E402
 ACTION_LABELS = {
     "create": _l("Registered"), "update": _l("Changed"), "attach": _l("Files added"), "close": _l("Closed"),
     "reopen": _l("Reopened"), "import": _l("Imported"), "import_update": _l("Updated by import"),
+    "match_proposed": _l("Match proposed by the matching engine"), "match_confirmed": _l("Match confirmed"),
+    "match_undone": _l("Match confirmation undone"),
 }
 RECORD_FIELD_LABELS = {"@status": _l("Status"), "@workflow_stage": _l("Stage"),
-                       "@tracing_status": _l("Tracing status"), "@owner": _l("Owner")}
+                       "@tracing_status": _l("Tracing status"), "@owner": _l("Owner"),
+                       "@matched_case": _l("Matched case"), "@matched_trace": _l("Matched trace")}
 
 
 def history_action_label(action: str) -> str:
