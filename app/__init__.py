@@ -23,6 +23,7 @@ FEATURE_BLUEPRINTS = (
     "forms.api",
     "cases.views",
     "matching.views",
+    "matching.api",
     "cases.api",
     "tracing.views",
     "tracing.api",

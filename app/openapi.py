@@ -480,7 +480,7 @@ def build_document(app: Flask) -> dict:
             "title": "Child protection case management API",
             "version": "1",
             "description": (
-                "Cases, tracing requests and traces, and the administration of users, agencies, groups and "
+                "Cases, tracing requests and traces, the match review queue (proposals, comparisons, decisions), and the administration of users, agencies, groups and "
                 "roles. Authenticate with a personal API token (Authorization: Bearer ..., created on the "
                 "account page; never carries administrative permissions, needs no CSRF token) or with the "
                 "browser session (send the page's CSRF token in the X-CSRFToken header on every write). "

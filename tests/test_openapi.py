@@ -337,6 +337,18 @@ def test_every_documented_response_matches_what_the_endpoints_answer(app, login_
     officer_api.post(f"{request_path}/reopen", {"reason": "Not them"})
     CheckedApi(contract, app.test_client(), {}).get("/api/v1/traces", expect=401)
 
+    # The match review queue (matching.api): the child sought above is proposed against the case.
+    officer_api.post("/api/v1/tracing-requests", {"data": INQUIRER, "traces": [
+        {"name_first": "Mohamed", "name_last": "Hasan", "sex": "male", "age": 9}]}, expect=201)
+    from app.jobs.operations import dispatch_committed_jobs
+    dispatch_committed_jobs()
+    match_path = f"/api/v1/matches/{officer_api.get('/api/v1/matches')['items'][0]['id']}"
+    officer_api.get(match_path)
+    officer_api.post(f"{match_path}/claim", {})
+    officer_api.post(f"{match_path}/defer", {"note": "Waiting for a photo"})
+    officer_api.post(f"{match_path}/reject", {"reason": "sibling"})
+    supervisor_api.post(f"{match_path}/undo", {"reason": "Checked again"})
+    officer_api.post(f"{match_path}/confirm", {})
     # Every documented success answer was seen and matched; and every kind of error too.
     wanted = {(template, method, status) for template, item in document["paths"].items()
               for method, op in item.items() for status in op["responses"] if status.startswith("2")}
