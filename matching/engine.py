@@ -351,8 +351,15 @@ def likelihood_of(p: float, settings: Settings) -> str | None:
 
 
 def _ancestors(code: str) -> list[str]:
+    """Location ancestors, memoised for the current request or job (scoring asks for the same
+    few codes thousands of times)."""
+    from flask import g
+
     from forms.definitions import location_ancestors
-    return location_ancestors(code)
+    memo = g.setdefault("_matching_ancestors", {})
+    if code not in memo:
+        memo[code] = location_ancestors(code)
+    return memo[code]
 
 
 # --- blocking ------------------------------------------------------------------------------------
