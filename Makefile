@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi.py
 
-.PHONY: run test install translations serve migrate seed clean
+.PHONY: run test install translations messages serve migrate seed clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,14 @@ $(BIN)/activate: requirements.txt requirements-dev.txt
 
 install: $(BIN)/activate translations
 
+## Compile app/translations/*/LC_MESSAGES/messages.po into the .mo files the app loads (git ignores them)
 translations: $(BIN)/activate
-	$(BIN)/pybabel compile --use-fuzzy -d app/translations -f -q 2>/dev/null || $(BIN)/pybabel compile -d app/translations -f
+	$(BIN)/pybabel compile -d app/translations --statistics
+
+## After adding strings: extract them into messages.pot and merge it into the French and Arabic catalogues
+messages: $(BIN)/activate
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o app/translations/messages.pot --no-location --sort-output .
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching --ignore-obsolete
 
 ## The embedded default: SQLite in instance/, jobs in-process, demo data, http://127.0.0.1:5000
 run: install

@@ -6,6 +6,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from app.extensions import db
+from app.i18n import N_
 from app.permissions import (
     ROLE_ADMINISTRATOR,
     ROLE_CASEWORKER,
@@ -19,17 +20,19 @@ from app.users.models import SCOPE_AGENCY, SCOPE_ALL, SCOPE_GROUP, SCOPE_OWN, Ag
 
 # The seeded roles. Their permissions come from the catalogue (each module says which
 # roles get each of its permissions by default); administrators can change them later.
+# Names and descriptions are stored in English; N_ marks them for the translation
+# catalogues, and pages show them translated while they keep these defaults (app.i18n.role_label).
 DEFAULT_ROLES = (
-    (ROLE_CASEWORKER, "Caseworker", SCOPE_OWN, False,
-     "Registers and follows their own cases, requests approvals, makes referrals."),
-    (ROLE_SUPERVISOR, "Supervisor", SCOPE_GROUP, True,
-     "Sees the cases of their groups, approves plans, closures and referrals, reassigns cases."),
-    (ROLE_TRACING_OFFICER, "Tracing officer", SCOPE_AGENCY, False,
-     "Registers tracing requests, reviews proposed matches, records verification and reunification."),
-    (ROLE_SERVICE_PROVIDER, "Service provider", SCOPE_OWN, False,
-     "Receives referrals and sees only what was shared with them."),
-    (ROLE_ADMINISTRATOR, "Administrator", SCOPE_ALL, False,
-     "Manages users, roles, agencies, forms and lookups; sees no case data unless granted."),
+    (ROLE_CASEWORKER, N_("Caseworker"), SCOPE_OWN, False,
+     N_("Registers and follows their own cases, requests approvals, makes referrals.")),
+    (ROLE_SUPERVISOR, N_("Supervisor"), SCOPE_GROUP, True,
+     N_("Sees the cases of their groups, approves plans, closures and referrals, reassigns cases.")),
+    (ROLE_TRACING_OFFICER, N_("Tracing officer"), SCOPE_AGENCY, False,
+     N_("Registers tracing requests, reviews proposed matches, records verification and reunification.")),
+    (ROLE_SERVICE_PROVIDER, N_("Service provider"), SCOPE_OWN, False,
+     N_("Receives referrals and sees only what was shared with them.")),
+    (ROLE_ADMINISTRATOR, N_("Administrator"), SCOPE_ALL, False,
+     N_("Manages users, roles, agencies, forms and lookups; sees no case data unless granted.")),
 )
 
 DEMO_AGENCIES = (("unicef", "UNICEF"), ("save", "Save the Children"), ("irc", "International Rescue Committee"))

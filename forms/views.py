@@ -91,14 +91,6 @@ LOCATIONS_PER_PAGE = 50
 
 # --- start-up hooks -----------------------------------------------------------------------
 
-@bp.record_once
-def _on_register(state):
-    """Add this package's translation catalogue (compiled into the instance folder)."""
-    app = state.app
-    from forms.translations import install_translations
-    install_translations(app)
-
-
 @bp.before_app_request
 def _sync_permissions():
     # Sections are data: keep the permission catalogue in step with other processes.

@@ -29,6 +29,7 @@ from app.auth.models import UserSession
 from app.auth.operations import current_session_row
 from app.auth.passwords import password_problems
 from app.extensions import db
+from app.i18n import role_label
 from app.listing import HTML_PER_PAGE, load_filters, page_number
 from app.navigation import register_nav
 from app.permissions import CATALOGUE, ROLES_MANAGE, USERS_MANAGE, require
@@ -120,7 +121,7 @@ def _group_choices(include: list[UserGroup] = ()):
 
 def _role_choices(blank=None):
     roles = db.session.execute(select(Role).order_by(Role.name)).scalars().all()
-    choices = [SelectChoice(str(r.id), r.name) for r in roles]
+    choices = [SelectChoice(str(r.id), role_label(r)) for r in roles]
     return ([SelectChoice("", blank)] if blank else []) + choices
 
 
