@@ -23,7 +23,7 @@ from app.records.attachments import readable_attachments, store_uploads
 from app.records.models import STATUS_CLOSED, STATUS_OPEN, RecordFlag
 from app.records.operations import EditConflict, RecordError, flags_of, notes_of
 from app.records.search import search_records
-from app.records.views import RecordKind, add_record_routes, load
+from app.records.views import RecordKind, add_record_routes, conflict_rows, load
 from cases import operations as ops
 from cases.models import STAGES, Case
 
@@ -173,7 +173,7 @@ def register_case():
     elif request.method == "POST":
         values = _prefill_from_search(request.form.get("name", ""))
     return render_template("cases/form.html", definition=definition, values=values, errors=errors, case=None,
-                           can_draft=definition.is_draft_allowed), status
+                           conflict=None, can_draft=definition.is_draft_allowed), status
 
 
 def _attach_uploads(case: Case) -> None:
@@ -218,7 +218,7 @@ def edit_case(record_id):
         except EditConflict as error:
             db.session.rollback()
             current = load(KIND, str(record_id), ops.CASES_UPDATE)
-            conflict = _conflict_rows(definition, current.data, values, error.fields)
+            conflict = conflict_rows("case", definition, current.data, values, error.fields)
             # Their input stays in the form; saving again now applies it over the new version.
             version, status = current.version, 409
         except (FormValidationError, RecordError) as error:
@@ -231,24 +231,6 @@ def edit_case(record_id):
             return redirect(url_for(".show_case", record_id=case.id))
     return render_template("cases/form.html", definition=definition, values=values, errors=errors, case=case,
                            version=version, conflict=conflict, can_draft=definition.is_draft_allowed), status
-
-
-def _conflict_rows(definition, stored: dict, theirs: dict, changed_fields: list[str]) -> list[dict]:
-    """The fields where the stored value (saved by someone else) differs from what this user sent."""
-    from flask_babel import get_locale
-
-    from forms.operations import display_value
-    locale = str(get_locale())
-    rows = []
-    for key in sorted(set(theirs) | set(changed_fields)):
-        if key.startswith("@") or definition.field(key) is None:
-            continue
-        if stored.get(key) != theirs.get(key) and (key in changed_fields or not changed_fields):
-            rows.append({"label": definition.field(key).label(locale),
-                         "stored": display_value("case", key, stored.get(key), locale),
-                         "theirs": display_value("case", key, theirs.get(key), locale),
-                         "by_other": key in changed_fields})
-    return rows
 
 
 @bp.post("/<uuid:record_id>/close")

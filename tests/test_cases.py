@@ -37,6 +37,8 @@ def case_id_from(response) -> str:
 
 def test_caseworker_registers_views_and_edits_a_child(login_as):
     web, user = login_as("caseworker")
+    form_page = web.form("/cases/register", {"name": "Muhammad Hassan"}, token_from="/cases/new")
+    assert "Someone else saved" not in form_page.get_data(as_text=True)
     response = register(web)
     assert response.status_code == 302
     case = db.session.get(Case, case_id_from(response))

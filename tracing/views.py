@@ -31,7 +31,7 @@ from app.records.models import STATUS_CLOSED, STATUS_OPEN, RecordChange, RecordF
 from app.records.operations import EditConflict, RecordError, flags_of, notes_of
 from app.records.search import search_records
 from app.records.values import NAME_TAGS
-from app.records.views import RecordKind, add_record_routes, load
+from app.records.views import RecordKind, add_record_routes, conflict_rows, load
 from tracing import operations as ops
 from tracing.models import (
     TRACE_CLOSED,
@@ -368,23 +368,6 @@ def show_tracing_request(record_id):
                            can_resolve=can(current_user, ops.TRACING_RESOLVE_FLAGS), **_labels())
 
 
-def _conflict_rows(record_type: str, definition, stored: dict, theirs: dict, changed_fields: list[str]) -> list[dict]:
-    """The fields where the stored value (saved by someone else) differs from what this user sent."""
-    from flask_babel import get_locale
-
-    from forms.operations import display_value
-    locale = str(get_locale())
-    rows = []
-    for key in sorted(set(theirs) | set(changed_fields)):
-        if key.startswith("@") or definition.field(key) is None:
-            continue
-        if stored.get(key) != theirs.get(key) and (key in changed_fields or not changed_fields):
-            rows.append({"label": definition.field(key).label(locale),
-                         "stored": display_value(record_type, key, stored.get(key), locale),
-                         "theirs": display_value(record_type, key, theirs.get(key), locale)})
-    return rows
-
-
 def _posted_version() -> int:
     try:
         return int(request.form.get("version", ""))
@@ -409,7 +392,7 @@ def _edit(kind: RecordKind, record_id, update, attach, labels: dict):
         except EditConflict as error:
             db.session.rollback()
             current = load(kind, str(record_id), ops.TRACING_UPDATE)
-            conflict = _conflict_rows(record_type, definition, current.data, values, error.fields)
+            conflict = conflict_rows(record_type, definition, current.data, values, error.fields)
             # Their input stays in the form; saving again now applies it over the new version.
             version, status = current.version, 409
             record = current

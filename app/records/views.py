@@ -119,6 +119,23 @@ def add_record_routes(bp: Blueprint, kind: RecordKind) -> None:
 
 
 
+def conflict_rows(record_type: str, definition, stored: dict, theirs: dict, changed_fields: list[str]) -> list[dict]:
+    """The fields where the stored value (saved by someone else) differs from what this user sent."""
+    from flask_babel import get_locale
+
+    from forms.operations import display_value
+    locale = str(get_locale())
+    rows = []
+    for key in sorted(set(theirs) | set(changed_fields)):
+        if key.startswith("@") or definition.field(key) is None:
+            continue
+        if stored.get(key) != theirs.get(key) and (key in changed_fields or not changed_fields):
+            rows.append({"label": definition.field(key).label(locale),
+                         "stored": display_value(record_type, key, stored.get(key), locale),
+                         "theirs": display_value(record_type, key, theirs.get(key), locale)})
+    return rows
+
+
 def _check_field_readable(record, field_key: str) -> None:
     """A file belongs to a form field; a role that may not read that field gets nothing (S3)."""
     from forms.operations import readable_fields
