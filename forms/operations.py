@@ -211,6 +211,8 @@ def sync_section_permissions(force: bool = False) -> None:
 
     Sections are data, so another process may have added one: requests call this at
     most every few seconds; operations that add sections register theirs at once.
+    Entries are only ever added: section keys are never reused, and removing one here
+    could race with a transaction that has just created its section but not committed.
     """
     now = time.monotonic()
     if not force and now - _SYNC["at"] < SYNC_SECONDS:
@@ -219,12 +221,8 @@ def sync_section_permissions(force: bool = False) -> None:
     rows = db.session.execute(
         select(FormDefinition.record_type, FormSection.key).join(FormSection, FormSection.form_id == FormDefinition.id)
     ).all()
-    wanted = set()
     for record_type, key in rows:
-        wanted.update(register_section_permissions(record_type, key))
-    for name, definition in list(CATALOGUE.entries.items()):
-        if isinstance(definition.label, SectionPermissionLabel) and name not in wanted:
-            CATALOGUE.entries.pop(name, None)
+        register_section_permissions(record_type, key)
 
 
 # --- stored values (provided by the records modules) ---------------------------------------------------
