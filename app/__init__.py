@@ -28,6 +28,7 @@ FEATURE_BLUEPRINTS = (
     "tracing.views",
     "tracing.api",
     "app.openapi",
+    "app.records.io_views",
 )
 
 
@@ -215,3 +216,7 @@ def register_commands(app: Flask) -> None:
     from forms.cli import forms_group, locations_group
     app.cli.add_command(forms_group)
     app.cli.add_command(locations_group)
+    from cases.cli import cases_group
+    from tracing.cli import tracing_group
+    app.cli.add_command(cases_group)
+    app.cli.add_command(tracing_group)

@@ -43,7 +43,7 @@ TRACING_RESOLVE_FLAGS = register_permission("tracing", "resolve_flags", _l("Reso
 TRACING_EXPORT = register_permission("tracing", "export", _l("Export tracing requests in bulk (CSV, XLSX)"),
                                      (ROLE_SUPERVISOR,))
 TRACING_IMPORT = register_permission("tracing", "import", _l("Import tracing requests from CSV or XLSX"),
-                                     (ROLE_SUPERVISOR, ROLE_ADMINISTRATOR))
+                                     (ROLE_TRACING_OFFICER, ROLE_SUPERVISOR, ROLE_ADMINISTRATOR))
 
 CONSENT_FIELD = "consent_for_tracing"
 INQUIRY_DATE_FIELD = "inquiry_date"

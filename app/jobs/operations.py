@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app, has_request_context
-from sqlalchemy import event, select, update
+from sqlalchemy import event, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.db import utcnow
@@ -89,8 +89,12 @@ def enqueue(task_name: str, args: dict | None = None, dedupe_key: str | None = N
 
 
 def _open_job(dedupe_key: str) -> JobRecord | None:
+    # The statuses are written into the SQL (not bound) so that PostgreSQL's cached plan can use the
+    # partial unique index on open jobs; with bound statuses it scans every pending job, which makes
+    # a bulk import (one enqueue per record) quadratic.
+    open_statuses = [literal(status, literal_execute=True) for status in OPEN_STATUSES]
     return db.session.execute(select(JobRecord).where(
-        JobRecord.dedupe_key == dedupe_key, JobRecord.status.in_(OPEN_STATUSES))).scalars().first()
+        JobRecord.dedupe_key == dedupe_key, JobRecord.status.in_(open_statuses))).scalars().first()
 
 
 def _after_commit(session):
@@ -149,9 +153,11 @@ def _dispatch(ids: list[int]) -> int:
         log.warning("Redis unavailable (%s: %s); %d job(s) stay pending until it is back",
                     type(exc).__name__, exc, len(ids) - len(pushed))
     if pushed:
-        db.session.execute(update(JobRecord).where(
-            JobRecord.id.in_(pushed), JobRecord.status == STATUS_PENDING
-        ).values(status=STATUS_QUEUED, queued_at=utcnow()))
+        # In slices: a bulk import queues one job per record, and a statement takes at most 65,535 parameters.
+        for start in range(0, len(pushed), 1000):
+            db.session.execute(update(JobRecord).where(
+                JobRecord.id.in_(pushed[start:start + 1000]), JobRecord.status == STATUS_PENDING
+            ).values(status=STATUS_QUEUED, queued_at=utcnow()))
         db.session.commit()
     return len(pushed)
 

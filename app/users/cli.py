@@ -103,6 +103,12 @@ def roles_group():
     """Manage roles and permissions."""
 
 
+def _known_section_permissions() -> None:
+    """Form-section permissions come from the form definitions (data): load them first."""
+    from forms.operations import sync_section_permissions
+    sync_section_permissions(force=True)
+
+
 @roles_group.command("list")
 @with_appcontext
 def role_list():
@@ -130,6 +136,7 @@ def role_permissions():
 @click.option("--permission", "permissions", multiple=True, help="resource:action (repeatable).")
 @with_appcontext
 def role_create(code, name, scope, supervisor, permissions):
+    _known_section_permissions()
     try:
         role = ops.create_role(code, name, scope, set(permissions), is_supervisor=supervisor)
     except ops.ValidationError as error:
@@ -143,6 +150,7 @@ def role_create(code, name, scope, supervisor, permissions):
 @click.argument("permissions", nargs=-1, required=True)
 @with_appcontext
 def role_grant(code, permissions):
+    _known_section_permissions()
     role = _one(Role, Role.code, code, "role")
     try:
         ops.update_role(role, role.name, role.scope, role.permissions | set(permissions), role.is_supervisor,
@@ -158,6 +166,7 @@ def role_grant(code, permissions):
 @click.argument("permissions", nargs=-1, required=True)
 @with_appcontext
 def role_revoke(code, permissions):
+    _known_section_permissions()
     role = _one(Role, Role.code, code, "role")
     try:
         ops.update_role(role, role.name, role.scope, role.permissions - set(permissions), role.is_supervisor,
