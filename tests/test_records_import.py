@@ -343,10 +343,15 @@ def test_tracing_cli(app, tmp_path, tracing_importer, make):
     result = app.test_cli_runner().invoke(args=["tracing", "import", str(path), "--as", tracing_importer.username])
     assert result.exit_code == 0, result.output
     assert "traces created: 3" in result.output
-    officer = make.user("tracing_officer")  # may register tracing requests, not import them
+    caseworker = make.user("caseworker")  # may neither register nor import tracing requests
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["tracing", "import", str(path), "--as", caseworker.username])
+    assert result.exit_code == 1 and "tracing:import" in result.output
+    # A tracing officer of another agency may import, but not update requests outside their scope.
+    officer = make.user("tracing_officer")
     db.session.commit()
     result = app.test_cli_runner().invoke(args=["tracing", "import", str(path), "--as", officer.username])
-    assert result.exit_code == 1 and "tracing:import" in result.output
+    assert result.exit_code == 1 and "not in your scope" in result.output
 
 
 # --- the upload page and its job --------------------------------------------------------------------------
