@@ -25,6 +25,8 @@ An import runs in three steps, and nothing is ever half-applied:
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import csv
 import io
 import json
@@ -628,7 +630,7 @@ def _index_new_records(records: list) -> None:
         db.session.execute(insert(RecordKey), rows)
 
 
-class _Importer:
+class _Importer(ABC):
     """What both kinds share: permissions, reading, the report, progress."""
 
     record_type = ""
@@ -641,8 +643,9 @@ class _Importer:
         self.dry_run = dry_run
         self.progress = progress
 
+    @abstractmethod
     def parts(self) -> list[FormPart]:
-        raise NotImplementedError
+        """The form parts (record form, trace form) this importer reads columns for."""
 
     def check_permissions(self) -> None:
         user = self.user
