@@ -12,6 +12,17 @@ from app.permissions import require
 from matching import operations as ops
 from matching.engine import DEFAULT_PRIOR
 
+
+
+def percent_text(probability: float) -> str:
+    """A probability as a percentage for people: never "100" (nothing is certain before
+    verification) and never "0" for a proposed pair."""
+    if probability >= 0.995:
+        return "> 99"
+    if probability < 0.01:
+        return "< 1"
+    return str(round(probability * 100))
+
 bp = Blueprint("matching", __name__, url_prefix="/admin/matching", template_folder="templates")
 
 register_nav("matching.settings", _l("Matching settings"), ops.MATCHING_CONFIGURE, section="admin", order=60,
@@ -232,7 +243,7 @@ def queue_items(proposals: list[MatchProposal], user) -> list[dict]:
                       "case_short_id": p.case.short_id,
                       "trace_name": p.trace.display_name if names["trace"] else None,
                       "case_name": p.case.display_name if names["case"] else None,
-                      "percent": round(p.probability * 100), "likelihood": p.likelihood,
+                      "percent": percent_text(p.probability), "likelihood": p.likelihood,
                       "claimed_by": holder.full_name if holder else None,
                       "is_mine": bool(holder and holder.id == user.id), "created_at": p.created_at})
     return items
@@ -424,7 +435,7 @@ def _render_proposal(proposal: MatchProposal, status: int = 200, claimed: bool |
         likelihood_labels=LIKELIHOOD_LABELS, status_labels=PROPOSAL_STATUS_LABELS, mark_labels=MARK_LABELS,
         can_undo=can(current_user, ops.MATCHES_UNDO), previous_id=previous_id, next_id=next_id,
         trace_in_scope=is_in_scope(current_user, proposal.trace),
-        case_in_scope=is_in_scope(current_user, proposal.case), percent=round(proposal.probability * 100))
+        case_in_scope=is_in_scope(current_user, proposal.case), percent=percent_text(proposal.probability))
     db.session.commit()
     return render_template("matching/proposal.html", **context), status
 
@@ -508,7 +519,7 @@ def proposals_for_record(record) -> list[dict]:
     return [{"id": p.id, "other_short_id": getattr(p, other).short_id, "status": p.status,
              "status_label": PROPOSAL_STATUS_LABELS.get(p.status, p.status),
              "likelihood_label": LIKELIHOOD_LABELS.get(p.likelihood, p.likelihood),
-             "percent": round(p.probability * 100)} for p in proposals]
+             "percent": percent_text(p.probability)} for p in proposals]
 
 
 @review_bp.app_context_processor

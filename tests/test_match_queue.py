@@ -54,7 +54,10 @@ def test_queue_lists_pending_best_first_with_counts_and_names(team):
     assert page.status_code == 200
     expected = [p.id for p in sorted((right, wrong), key=lambda p: -p.probability)]
     assert row_ids(html) == expected
-    assert f"{round(right.probability * 100)}%" in html
+    from matching.views import percent_text
+    from markupsafe import escape
+    assert f"{escape(percent_text(right.probability))}%" in html
+    assert "100%" not in html  # never certain before verification
     assert right.trace.short_id in html and right.case.short_id in html
     assert "Muhammad Hassan" in html  # the registered child's name, readable by a tracing officer
     assert "Match review" in html  # the navigation entry
