@@ -266,3 +266,96 @@ def undo_match(proposal_id: int):
     body = load_input(UndoSchema(), json_body())
     return _decide(proposal_id, ops.MATCHES_UNDO, lambda p: ops.undo_decision(p, current_user, body["reason"]),
                    "reason")
+
+
+# --- after confirmation: verification and reunification ---------------------------------------------
+
+class VerificationInputSchema(InputSchema):
+    methods = fields.List(fields.String(validate=validate.OneOf(
+        ops.VERIFICATION_METHODS, error=_l("Choose a listed value."))), required=True,
+        validate=validate.Length(min=1, error=_l("Choose how the match was verified.")),
+        error_messages=messages(), metadata={"description": "How: one or more of " + ", ".join(
+            ops.VERIFICATION_METHODS) + "."})
+    outcome = fields.String(required=True, validate=validate.OneOf(
+        ops.VERIFICATION_OUTCOMES, error=_l("Choose a listed value.")), error_messages=messages())
+    note = text(4000)
+
+
+class VerificationSchema(Schema):
+    """A recorded verification of a confirmed match."""
+
+    id = fields.Integer()
+    proposal_id = fields.Integer()
+    methods = fields.List(fields.String(validate=validate.OneOf(ops.VERIFICATION_METHODS)))
+    outcome = fields.String(validate=validate.OneOf(ops.VERIFICATION_OUTCOMES))
+    note = fields.String(allow_none=True)
+    verified_by = fields.Function(lambda v: v.verified_by.full_name if v.verified_by else None, metadata={
+        "openapi": {"type": ["string", "null"]}})
+    verified_at = fields.DateTime()
+    proposal_status = fields.String(validate=validate.OneOf(("confirmed", "rejected")), metadata={
+        "description": "The proposal's status afterwards (rejected after a failed verification)."})
+
+
+class ReunificationInputSchema(InputSchema):
+    reunified_on = fields.Date(required=True, error_messages=messages(invalid=_l("Enter a date (YYYY-MM-DD).")))
+    place = text(500, required=True)
+    with_whom = text(500, required=True)
+    follow_up_due = fields.Date(required=True, error_messages=messages(invalid=_l("Enter a date (YYYY-MM-DD).")))
+
+
+class ReunificationSchema(Schema):
+    """A recorded reunification; the trace is then reunified."""
+
+    id = fields.Integer()
+    proposal_id = fields.Integer()
+    verification_id = fields.Integer()
+    reunified_on = fields.Date()
+    place = fields.String()
+    with_whom = fields.String()
+    follow_up_due = fields.Date()
+    recorded_by = fields.Function(lambda r: r.recorded_by.full_name if r.recorded_by else None, metadata={
+        "openapi": {"type": ["string", "null"]}})
+    recorded_at = fields.DateTime()
+
+
+def _follow_up(proposal_id: int, operation, schema: Schema, extra=None):
+    """Run a verification/reunification operation: 201 with the row, 409 or 422 when refused."""
+    proposal = review.load_proposal(proposal_id)
+    try:
+        row = operation(proposal)
+    except ops.FollowUpError as error:
+        db.session.rollback()
+        if error.status == 422:
+            raise InvalidInput(error.errors) from error
+        return _conflict(" ".join(str(m) for field_messages in error.errors.values() for m in field_messages))
+    db.session.commit()
+    body = schema.dump(row)
+    body.update(extra(proposal) if extra else {})
+    return jsonify(body), 201
+
+
+@bp.post("/matches/<int:proposal_id>/verification")
+@api_doc("Record the verification of a confirmed match", tags=TAGS, body=VerificationInputSchema,
+         responses={201: VerificationSchema}, errors=(403, 404, 409, 422), conflict=MatchConflictSchema,
+         description="Outcome `failed` (with a note) rejects the pair and sends the trace back to tracing "
+                     "(in_progress); `verified` lets the reunification be recorded. 409 when the proposal "
+                     "is not confirmed or is already verified.")
+@require(ops.MATCHES_REVIEW)
+def verify_match(proposal_id: int):
+    body = load_input(VerificationInputSchema(), json_body())
+    return _follow_up(proposal_id, lambda p: ops.verify_match(
+        p, current_user, body["methods"], body["outcome"], body.get("note") or ""), VerificationSchema(),
+        lambda p: {"proposal_status": p.status})
+
+
+@bp.post("/matches/<int:proposal_id>/reunification")
+@api_doc("Record the reunification of a verified match", tags=TAGS, body=ReunificationInputSchema,
+         responses={201: ReunificationSchema}, errors=(403, 404, 409, 422), conflict=MatchConflictSchema,
+         description="Only after a `verified` verification; the trace becomes reunified and can then be "
+                     "closed. 409 when not verified or already recorded.")
+@require(ops.MATCHES_REVIEW)
+def reunify_match(proposal_id: int):
+    body = load_input(ReunificationInputSchema(), json_body())
+    return _follow_up(proposal_id, lambda p: ops.record_reunification(
+        p, current_user, body["reunified_on"], body["place"], body["with_whom"], body["follow_up_due"]),
+        ReunificationSchema())

@@ -8,9 +8,9 @@ decision people took on it.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import JSONType, UTCDateTime, utcnow
@@ -88,7 +88,8 @@ class MatchDecision(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     proposal_id: Mapped[int] = mapped_column(ForeignKey("match_proposals.id", ondelete="CASCADE"))
-    action: Mapped[str] = mapped_column(String(16))  # confirm, reject, defer, undo, supersede, repropose
+    # confirm, reject, defer, undo, supersede, repropose, verify, verify_failed, reunify
+    action: Mapped[str] = mapped_column(String(16))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reason: Mapped[str | None] = mapped_column(String(64))
@@ -96,3 +97,50 @@ class MatchDecision(db.Model):
     score: Mapped[float | None] = mapped_column(Float)  # the proposal's score when decided
 
     user = relationship("User", lazy="selectin")
+
+
+VERIFIED = "verified"
+VERIFICATION_FAILED = "failed"
+VERIFICATION_OUTCOMES = (VERIFIED, VERIFICATION_FAILED)
+# How the match was verified (several may apply): DOMAIN.md "verification".
+VERIFICATION_METHODS = ("child_interview", "inquirer_interview", "documents", "photo_recognition")
+
+
+class MatchVerification(db.Model):
+    """How a confirmed match was verified, by whom, when, and the outcome (append-only).
+
+    A failed verification rejects the pair and sends the trace back to tracing; only a
+    verified one lets the reunification be recorded.
+    """
+
+    __tablename__ = "match_verifications"
+    __table_args__ = (Index("ix_match_verifications_proposal", "proposal_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("match_proposals.id", ondelete="CASCADE"))
+    methods: Mapped[list] = mapped_column(JSONType, default=list)  # VERIFICATION_METHODS
+    outcome: Mapped[str] = mapped_column(String(16))  # verified, failed
+    note: Mapped[str | None] = mapped_column(Text)
+    verified_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    verified_by = relationship("User", lazy="selectin")
+
+
+class MatchReunification(db.Model):
+    """The child's return to the family after a verified match, and the follow-up visit due."""
+
+    __tablename__ = "match_reunifications"
+    __table_args__ = (Index("ix_match_reunifications_proposal", "proposal_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("match_proposals.id", ondelete="CASCADE"))
+    verification_id: Mapped[int] = mapped_column(ForeignKey("match_verifications.id", ondelete="CASCADE"))
+    reunified_on: Mapped[date] = mapped_column(Date)
+    place: Mapped[str] = mapped_column(Text)
+    with_whom: Mapped[str] = mapped_column(Text)
+    follow_up_due: Mapped[date] = mapped_column(Date)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    recorded_by = relationship("User", lazy="selectin")

@@ -265,3 +265,186 @@ def undo_decision(proposal: MatchProposal, user, reason: str) -> None:
             record_change(trace, "match_undone", user, [{"field": "@tracing_status", "old": TRACE_MATCH_CONFIRMED,
                                                          "new": TRACE_MATCH_PROPOSED}], reason)
     record_audit("match.undo", "match_proposal", proposal.id, detail={"previous": previous}, user=user)
+
+
+# --- after confirmation: verification and reunification ----------------------------------------
+
+from datetime import date  # noqa: E402
+
+from app.records import hooks  # noqa: E402
+from matching.models import (  # noqa: E402
+    VERIFICATION_FAILED,
+    VERIFICATION_METHODS,
+    VERIFICATION_OUTCOMES,
+    VERIFIED,
+    MatchReunification,
+    MatchVerification,
+)
+
+VERIFICATION_METHOD_LABELS = {
+    "child_interview": _l("Interview of the child"),
+    "inquirer_interview": _l("Interview of the inquirer"),
+    "documents": _l("Documents"),
+    "photo_recognition": _l("Photo recognition"),
+}
+VERIFICATION_OUTCOME_LABELS = {VERIFIED: _l("Verified: the same child and family"),
+                               VERIFICATION_FAILED: _l("Failed: not the family sought")}
+
+
+class FollowUpError(Exception):
+    """A refused verification or reunification: field-level messages (422) or a wrong state (409)."""
+
+    def __init__(self, errors: dict[str, list[str]], status: int = 422):
+        super().__init__(errors)
+        self.errors = errors
+        self.status = status
+
+
+def _lock(proposal: MatchProposal) -> MatchProposal:
+    """Re-read the proposal under a row lock, so two people recording at once are serialised."""
+    return db.session.execute(select(MatchProposal).where(MatchProposal.id == proposal.id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one()
+
+
+def verifications_of(proposal: MatchProposal) -> list[MatchVerification]:
+    return db.session.execute(select(MatchVerification).where(MatchVerification.proposal_id == proposal.id)
+                              .order_by(MatchVerification.id)).scalars().all()
+
+
+def current_verification(proposal: MatchProposal) -> MatchVerification | None:
+    """The verification of the proposal's current confirmation (none if it was undone and re-confirmed)."""
+    if proposal.status != CONFIRMED:
+        return None
+    rows = [v for v in verifications_of(proposal)
+            if proposal.decided_at is None or v.verified_at >= proposal.decided_at]
+    return rows[-1] if rows else None
+
+
+def current_reunification(proposal: MatchProposal) -> MatchReunification | None:
+    verification = current_verification(proposal)
+    if verification is None:
+        return None
+    return db.session.execute(select(MatchReunification).where(
+        MatchReunification.verification_id == verification.id).order_by(MatchReunification.id.desc())
+        .limit(1)).scalar_one_or_none()
+
+
+def verify_match(proposal: MatchProposal, user, methods, outcome: str, note: str = "") -> MatchVerification:
+    """Record how a confirmed match was verified and the outcome.
+
+    "failed": the pair is rejected (verification_failed), the trace goes back to tracing
+    (in_progress) and is matched again; the trace's other proposals set aside by the
+    confirmation are pending again. "verified": the reunification may be recorded.
+    """
+    from tracing.models import TRACE_IN_PROGRESS, TRACE_MATCH_CONFIRMED
+    note = (note or "").strip()
+    errors: dict[str, list[str]] = {}
+    if isinstance(methods, str):
+        methods = [methods]
+    chosen = [m for m in VERIFICATION_METHODS if m in set(methods or [])]
+    if not chosen:
+        errors.setdefault("methods", []).append(_("Choose how the match was verified."))
+    elif len(set(methods)) != len(chosen):
+        errors.setdefault("methods", []).append(_("Choose a listed value."))
+    if outcome not in VERIFICATION_OUTCOMES:
+        errors.setdefault("outcome", []).append(_("Choose the outcome."))
+    elif outcome == VERIFICATION_FAILED and not note:
+        errors.setdefault("note", []).append(_("Say why the verification failed."))
+    if len(note) > 4000:
+        errors.setdefault("note", []).append(_("Use at most 4000 characters."))
+    if errors:
+        raise FollowUpError(errors)
+    proposal = _lock(proposal)
+    if proposal.status != CONFIRMED:
+        raise FollowUpError({"status": [_("Only a confirmed match can be verified.")]}, status=409)
+    if current_verification(proposal) is not None:
+        raise FollowUpError({"status": [_("This match has already been verified.")]}, status=409)
+    now = utcnow()
+    verification = MatchVerification(proposal_id=proposal.id, methods=chosen, outcome=outcome, note=note or None,
+                                     verified_by_id=user.id, verified_at=now)
+    db.session.add(verification)
+    db.session.flush()
+    trace, case = proposal.trace, proposal.case
+    restored: list[MatchProposal] = []
+    if outcome == VERIFICATION_FAILED:
+        proposal.status, proposal.decision_reason, proposal.decision_note = REJECTED, "verification_failed", note
+        proposal.rejected_score, proposal.decided_by_id, proposal.decided_at = proposal.score, user.id, now
+        proposal.updated_at = now
+        _remember(proposal, "verify_failed", user, reason="verification_failed", note=note)
+        restored = db.session.execute(select(MatchProposal).where(
+            MatchProposal.trace_id == proposal.trace_id, MatchProposal.status == SUPERSEDED,
+            MatchProposal.decision_reason == "trace_confirmed")).scalars().all()
+        for other in restored:
+            other.status, other.decision_reason, other.updated_at = PENDING, None, now
+            _remember(other, "repropose", user, reason="verification_failed")
+        before = trace.tracing_status
+        if before == TRACE_MATCH_CONFIRMED:
+            trace.tracing_status, trace.updated_by_id, trace.updated_at = TRACE_IN_PROGRESS, user.id, now
+        db.session.flush()
+        record_change(trace, "verification_failed", user,
+                      [{"field": "@tracing_status", "old": before, "new": trace.tracing_status},
+                       {"field": "@matched_case", "old": case.short_id, "new": None}], note)
+        record_change(case, "verification_failed", user,
+                      [{"field": "@matched_trace", "old": trace.short_id, "new": None}], note)
+        hooks.record_saved(trace, {"@tracing_status"})
+    else:
+        _remember(proposal, "verify", user, reason=VERIFIED, note=note)
+        db.session.flush()
+        record_change(trace, "match_verified", user, [{"field": "@verification", "old": None, "new": VERIFIED}])
+        record_change(case, "match_verified", user, [{"field": "@verification", "old": None, "new": VERIFIED}])
+    record_audit("match.verify", "match_proposal", proposal.id,
+                 detail={"outcome": outcome, "methods": chosen, "trace": trace.id, "case": case.id,
+                         "reproposed": len(restored)}, user=user)
+    return verification
+
+
+def record_reunification(proposal: MatchProposal, user, reunified_on, place: str, with_whom: str,
+                         follow_up_due) -> MatchReunification:
+    """The child went back to the family: only after a verified verification. The trace becomes
+    reunified (and can then be closed with the tracing close operations)."""
+    from tracing.models import TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED
+    place, with_whom = (place or "").strip(), (with_whom or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not isinstance(reunified_on, date):
+        errors.setdefault("reunified_on", []).append(_("Enter a date (YYYY-MM-DD)."))
+    elif reunified_on > date.today():
+        errors.setdefault("reunified_on", []).append(_("The date cannot be in the future."))
+    if not place:
+        errors.setdefault("place", []).append(_("Say where the child was reunified."))
+    elif len(place) > 500:
+        errors.setdefault("place", []).append(_("Use at most 500 characters."))
+    if not with_whom:
+        errors.setdefault("with_whom", []).append(_("Say with whom the child was reunified."))
+    elif len(with_whom) > 500:
+        errors.setdefault("with_whom", []).append(_("Use at most 500 characters."))
+    if not isinstance(follow_up_due, date):
+        errors.setdefault("follow_up_due", []).append(_("Enter a date (YYYY-MM-DD)."))
+    elif isinstance(reunified_on, date) and follow_up_due < reunified_on:
+        errors.setdefault("follow_up_due", []).append(_("The follow-up cannot be due before the reunification."))
+    if errors:
+        raise FollowUpError(errors)
+    proposal = _lock(proposal)
+    verification = current_verification(proposal)
+    if verification is None or verification.outcome != VERIFIED:
+        raise FollowUpError({"status": [_("Record a successful verification before the reunification.")]},
+                            status=409)
+    if current_reunification(proposal) is not None:
+        raise FollowUpError({"status": [_("The reunification has already been recorded.")]}, status=409)
+    trace, case = proposal.trace, proposal.case
+    if trace.tracing_status != TRACE_MATCH_CONFIRMED:
+        raise FollowUpError({"status": [_("The trace is no longer waiting for reunification.")]}, status=409)
+    now = utcnow()
+    reunification = MatchReunification(proposal_id=proposal.id, verification_id=verification.id,
+                                       reunified_on=reunified_on, place=place, with_whom=with_whom,
+                                       follow_up_due=follow_up_due, recorded_by_id=user.id, recorded_at=now)
+    db.session.add(reunification)
+    trace.tracing_status, trace.updated_by_id, trace.updated_at = TRACE_REUNIFIED, user.id, now
+    _remember(proposal, "reunify", user)
+    db.session.flush()
+    record_change(trace, "reunified", user, [{"field": "@tracing_status", "old": TRACE_MATCH_CONFIRMED,
+                                              "new": TRACE_REUNIFIED}])
+    record_change(case, "reunified", user, [{"field": "@reunified_with", "old": None, "new": trace.short_id}])
+    hooks.record_saved(trace, {"@tracing_status"})
+    record_audit("match.reunify", "match_proposal", proposal.id,
+                 detail={"trace": trace.id, "case": case.id, "verification": verification.id}, user=user)
+    return reunification

@@ -568,3 +568,76 @@ def measures_page():
     record_audit("match.measures", "match_proposal", None)
     db.session.commit()
     return render_template("matching/measures.html", m=values, reasons=ops.REJECTION_REASONS)
+
+
+# --- after confirmation: verification and reunification ----------------------------------------
+
+def _follow_up_context(proposal: MatchProposal) -> dict:
+    """What the comparison page shows after a confirmation: the verifications, the reunification,
+    which form comes next, and the errors and values of a refused submission (set in `g`)."""
+    from flask import g
+    if proposal.status not in ("confirmed", "rejected"):
+        return {"verifications": [], "verification": None, "reunification": None, "form": None}
+    verification = ops.current_verification(proposal)
+    reunification = ops.current_reunification(proposal)
+    form = None
+    if proposal.status == "confirmed" and can(current_user, ops.MATCHES_REVIEW):
+        if verification is None:
+            form = "verification"
+        elif verification.outcome == "verified" and reunification is None \
+                and proposal.trace.tracing_status == "match_confirmed":
+            form = "reunification"
+    return {"verifications": ops.verifications_of(proposal), "verification": verification,
+            "reunification": reunification, "form": form, "errors": g.get("follow_up_errors") or {},
+            "values": g.get("follow_up_values") or {}, "methods": ops.VERIFICATION_METHOD_LABELS,
+            "outcomes": ops.VERIFICATION_OUTCOME_LABELS}
+
+
+@review_bp.app_context_processor
+def _follow_up_helpers():
+    return {"match_follow_up": _follow_up_context}
+
+
+def _form_date(name: str):
+    """A date from the form, or None (the operation then says which field needs one)."""
+    try:
+        return date.fromisoformat((request.form.get(name) or "").strip())
+    except ValueError:
+        return None
+
+
+def _followed_up(proposal_id: int, operation, done: str):
+    from flask import g
+    proposal = load_proposal(proposal_id)
+    try:
+        operation(proposal)
+    except ops.FollowUpError as error:
+        db.session.rollback()
+        errors, status = error.errors, error.status
+    else:
+        db.session.commit()
+        flash(done, "success")
+        return redirect(url_for(".show", proposal_id=proposal_id) + "#after-confirmation")
+    g.follow_up_errors, g.follow_up_values = errors, request.form
+    for message in errors.get("status", []):
+        flash(message, "error")
+    return _render_proposal(load_proposal(proposal_id), status=status)
+
+
+@review_bp.post("/<int:proposal_id>/verification")
+@require(ops.MATCHES_REVIEW)
+def verify(proposal_id: int):
+    outcome = request.form.get("outcome", "")
+    done = _("The verification is recorded.") if outcome == "verified" else \
+        _("The verification failed: the pair is rejected and the child is sought again.")
+    return _followed_up(proposal_id, lambda p: ops.verify_match(
+        p, current_user, request.form.getlist("methods"), outcome, request.form.get("note", "")), done)
+
+
+@review_bp.post("/<int:proposal_id>/reunification")
+@require(ops.MATCHES_REVIEW)
+def reunify(proposal_id: int):
+    return _followed_up(proposal_id, lambda p: ops.record_reunification(
+        p, current_user, _form_date("reunified_on"), request.form.get("place", ""),
+        request.form.get("with_whom", ""), _form_date("follow_up_due")),
+        _("The reunification is recorded; the trace is reunified."))

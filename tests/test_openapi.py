@@ -349,6 +349,15 @@ def test_every_documented_response_matches_what_the_endpoints_answer(app, login_
     officer_api.post(f"{match_path}/reject", {"reason": "sibling"})
     supervisor_api.post(f"{match_path}/undo", {"reason": "Checked again"})
     officer_api.post(f"{match_path}/confirm", {})
+    # After confirmation: verification, then reunification (matching.api).
+    officer_api.post(f"{match_path}/reunification", {"reunified_on": "2020-01-01", "place": "Camp",
+                                                     "with_whom": "Mother", "follow_up_due": "2020-02-01"},
+                     expect=409)
+    officer_api.post(f"{match_path}/verification", {"methods": ["documents"], "outcome": "verified"},
+                     expect=201)
+    officer_api.post(f"{match_path}/reunification", {"reunified_on": "2020-01-01", "place": "Camp",
+                                                     "with_whom": "Mother", "follow_up_due": "2020-02-01"},
+                     expect=201)
     # Every documented success answer was seen and matched; and every kind of error too.
     wanted = {(template, method, status) for template, item in document["paths"].items()
               for method, op in item.items() for status in op["responses"] if status.startswith("2")}
