@@ -243,6 +243,9 @@ def undo_decision(proposal: MatchProposal, user, reason: str) -> None:
     if not (reason or "").strip():
         raise DecisionError(_("Say why the decision is undone."), status=422)
     previous = proposal.status
+    from matching.models import MatchReunification
+    if db.session.scalar(select(MatchReunification.id).where(MatchReunification.proposal_id == proposal.id).limit(1)):
+        raise DecisionError(_("The child has been reunified with this family: the confirmation cannot be undone."))
     result = db.session.execute(update(MatchProposal).where(
         MatchProposal.id == proposal.id, MatchProposal.status.in_(("confirmed", "rejected"))
     ).values(status=PENDING, decided_by_id=None, decided_at=None, decision_reason=None, decision_note=None,

@@ -72,6 +72,9 @@ def test_verified_then_reunified_moves_the_trace_to_reunified_and_it_can_be_clos
     audited = set(db.session.execute(select(AuditEntry.action).where(
         AuditEntry.resource_id == str(proposal.id))).scalars())
     assert {"match.verify", "match.reunify"} <= audited
+    with pytest.raises(ops.DecisionError, match="reunified"):  # a reunification is not undone by a click
+        ops.undo_decision(proposal, scene["officer"], "second thoughts")
+    db.session.rollback()
     change_trace_status(trace, scene["officer"], "closed", "Reunified with the mother")
     db.session.commit()
     assert trace.tracing_status == "closed"
