@@ -12,6 +12,8 @@ writes; API token callers need none. Each handler parses, calls one operation
 """
 from __future__ import annotations
 
+from app.records.filters import person_filters
+
 from flask import Blueprint, jsonify, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import asc, desc, exists, select
@@ -69,15 +71,7 @@ def _filtered(args: dict):
         query = query.where(Case.status == args["status"])
     if args.get("stage"):
         query = query.where(Case.workflow_stage == args["stage"])
-    if args.get("sex"):
-        query = query.where(Case.sex == args["sex"])
-    if args.get("age_min") is not None:
-        query = query.where(Case.age >= args["age_min"])
-    if args.get("age_max") is not None:
-        query = query.where(Case.age <= args["age_max"])
-    if args.get("location"):
-        from forms.definitions import location_descendants
-        query = query.where(Case.location_code.in_(location_descendants(args["location"])))
+    query = person_filters(query, Case, args)
     if args.get("owner") == "me":
         query = query.where(Case.owner_id == current_user.id)
     if args.get("flagged") is not None:

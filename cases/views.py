@@ -4,6 +4,8 @@ app.records.views.add_record_routes.
 """
 from __future__ import annotations
 
+from app.records.filters import person_filters
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -77,15 +79,7 @@ def _filtered_query(values: dict):
         query = query.where(Case.status == values["status"])
     if values.get("stage"):
         query = query.where(Case.workflow_stage == values["stage"])
-    if values.get("sex"):
-        query = query.where(Case.sex == values["sex"])
-    if values.get("age_min") is not None:
-        query = query.where(Case.age >= values["age_min"])
-    if values.get("age_max") is not None:
-        query = query.where(Case.age <= values["age_max"])
-    if values.get("location"):
-        from forms.definitions import location_descendants
-        query = query.where(Case.location_code.in_(location_descendants(values["location"])))
+    query = person_filters(query, Case, values)
     if values.get("mine"):
         query = query.where(Case.owner_id == current_user.id)
     if values.get("flagged"):

@@ -12,6 +12,8 @@ and commits once.
 """
 from __future__ import annotations
 
+from app.records.filters import person_filters
+
 from flask import Blueprint, jsonify, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import asc, desc, exists, select
@@ -240,15 +242,7 @@ def _filtered_traces(args: dict):
         query = query.where(Trace.status == args["status"])
     if args.get("tracing_status"):
         query = query.where(Trace.tracing_status == args["tracing_status"])
-    if args.get("sex"):
-        query = query.where(Trace.sex == args["sex"])
-    if args.get("age_min") is not None:
-        query = query.where(Trace.age >= args["age_min"])
-    if args.get("age_max") is not None:
-        query = query.where(Trace.age <= args["age_max"])
-    if args.get("location"):
-        from forms.definitions import location_descendants
-        query = query.where(Trace.location_code.in_(location_descendants(args["location"])))
+    query = person_filters(query, Trace, args)
     if args.get("owner") == "me":
         query = query.where(Trace.owner_id == current_user.id)
     if args.get("flagged") is not None:

@@ -240,7 +240,7 @@ def _flagged(record_type: str, model):
 def _filtered(query, filters: dict, user, *, record_model, child_model=None):
     """Apply export filters. `record_model` holds status/consent/flags/owner; the child model
     (traces) or the record itself holds sex, age and location."""
-    from forms.definitions import location_descendants
+    from app.records.filters import person_filters
     person = child_model or record_model
     if filters.get("status"):
         query = query.where(record_model.status == filters["status"])
@@ -248,14 +248,7 @@ def _filtered(query, filters: dict, user, *, record_model, child_model=None):
         query = query.where(record_model.workflow_stage == filters["stage"])
     if filters.get("tracing_status"):
         query = query.where(child_model.tracing_status == filters["tracing_status"])
-    if filters.get("sex"):
-        query = query.where(person.sex == filters["sex"])
-    if filters.get("age_min") is not None:
-        query = query.where(person.age >= filters["age_min"])
-    if filters.get("age_max") is not None:
-        query = query.where(person.age <= filters["age_max"])
-    if filters.get("location"):
-        query = query.where(person.location_code.in_(location_descendants(filters["location"])))
+    query = person_filters(query, person, filters)
     if filters.get("consent"):
         query = query.where(record_model.is_consent_for_tracing.is_(filters["consent"] == "yes"))
     if filters.get("flagged"):
