@@ -210,7 +210,7 @@ def test_seed_demo_loads_the_default_configuration_once(app):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed", "demo"])
     assert result.exit_code == 0, result.output
-    assert "Forms: default configuration loaded (8 lookups, 11 sections" in result.output
+    assert "Forms: default configuration loaded (10 lookups, 12 sections" in result.output
     assert "Locations: 24 demo locations imported." in result.output
     assert ops.export_configuration() == shipped()
     # An administrator's change survives the next seeding.
