@@ -227,3 +227,13 @@ def test_photo_upload_is_checked_stored_and_served_in_scope_only(app, login_as):
     big = web.client.post(f"/cases/{case.id}/edit", data=body,
                           content_type=f"multipart/form-data; boundary={boundary}")
     assert big.status_code == 413
+
+
+def test_case_with_family_rows_shows(login_as):
+    """Subform rows (dicts) are lists in the data too: the files panel must not take them for attachment ids."""
+    web, user = login_as("caseworker")
+    case = create_case(user, {"name_first": "Hawa", "sex": "female", "family_details": [
+        {"relation": "mother", "relation_name": "Maryan Ali"}]})
+    db.session.commit()
+    page = web.get(f"/cases/{case.id}")
+    assert page.status_code == 200 and "Maryan Ali" in page.get_data(as_text=True)

@@ -101,7 +101,9 @@ def readable_attachments(record) -> list[RecordAttachment]:
     from forms.operations import readable_fields
     readable = readable_fields(current_user, record.RECORD_TYPE)
     data = record.data or {}
-    held = {value for key in readable for value in (data.get(key) if isinstance(data.get(key), list) else [])}
+    # Attachment fields hold lists of attachment ids; subforms hold lists of rows (dicts): skip those.
+    held = {value for key in readable if isinstance(data.get(key), list)
+            for value in data[key] if isinstance(value, str)}
     return [item for item in attachments_of(record) if item.field_key in readable and item.id in held]
 
 
