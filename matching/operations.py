@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.audit.operations import record_audit
 from app.extensions import db
+from app.i18n import N_
 from app.permissions import ROLE_ADMINISTRATOR, register_permission
 from matching.engine import DEFAULT_PARAMETERS, current_settings
 from matching.models import CONFIRMED, REJECTED, MatchingConfig, MatchProposal
@@ -212,6 +213,27 @@ def confirm_match(proposal: MatchProposal, user, note: str = "") -> None:
     record_change(case, "match_confirmed", user, [{"field": "@matched_trace", "old": None, "new": trace.short_id}])
     record_audit("match.confirm", "match_proposal", proposal.id,
                  detail={"trace": trace.id, "case": case.id, "superseded": len(others)}, user=user)
+    _notify_owners(proposal, user, "match_confirmed",
+                   N_("Match confirmed: case %(case)s is the child sought by trace %(trace)s"))
+
+
+def _notify_owners(proposal: MatchProposal, user, kind: str, message: str) -> None:
+    """Tell the owners of the case and of the trace's tracing request (issue #6). The link is the
+    comparison for those who may review matches, otherwise their own record (no dead links)."""
+    from app.notifications.operations import notify, relative_url
+    from app.permissions import can
+    trace, case = proposal.trace, proposal.case
+    tracing_request = trace.tracing_request
+    params = {"case": case.short_id, "trace": trace.short_id}
+    told: set[int] = set()
+    for owner, record, endpoint in ((case.owner, case, "cases.show_case"),
+                                    (tracing_request.owner, tracing_request, "tracing.show_tracing_request")):
+        if owner is None or owner.id in told:
+            continue
+        told.add(owner.id)
+        url = (relative_url("matches.show", proposal_id=proposal.id) if can(owner, MATCHES_REVIEW)
+               else relative_url(endpoint, record_id=record.id))
+        notify([owner], kind, message, params, actor=user, record=record, url=url)
 
 
 def reject_match(proposal: MatchProposal, user, reason: str, note: str = "") -> None:
@@ -267,6 +289,8 @@ def undo_decision(proposal: MatchProposal, user, reason: str) -> None:
             db.session.flush()
             record_change(trace, "match_undone", user, [{"field": "@tracing_status", "old": TRACE_MATCH_CONFIRMED,
                                                          "new": TRACE_MATCH_PROPOSED}], reason)
+        _notify_owners(proposal, user, "match_undone",
+                       N_("Confirmed match undone: case %(case)s and trace %(trace)s are under review again"))
     record_audit("match.undo", "match_proposal", proposal.id, detail={"previous": previous}, user=user)
 
 
