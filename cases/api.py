@@ -1,5 +1,7 @@
 """JSON API for cases (/api/v1/cases...): list, search, read, register, update with
-the version, close and reopen; history, notes, flags and files come from
+the version, close and reopen; approvals of the case plan and closure
+(request, queue, approve, reject, cancel), the approval types in use, and
+reassignment of cases; history, notes, flags and files come from
 app.records.api.add_record_api_routes.
 
 Same rules as the pages: every route loads the case through
@@ -14,12 +16,12 @@ from __future__ import annotations
 
 from app.records.filters import person_filters
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import asc, desc, exists, select
 from sqlalchemy.orm import selectinload
 
-from app.api import created, json_body, load_input
+from app.api import InvalidInput, created, json_body, load_input
 from app.audit.operations import record_audit
 from app.extensions import db
 from app.openapi import Items, Page, api_doc
@@ -38,9 +40,10 @@ from app.records.models import RecordFlag
 from app.records.operations import EditConflict, RecordError
 from app.records.schemas import RecordConflictSchema, RecordUpdateSchema
 from app.records.search import search_records
+from cases import approvals
 from cases import operations as ops
 from cases import schemas
-from cases.models import Case
+from cases.models import APPROVAL_PENDING, APPROVAL_TYPES, Case, CaseApproval
 
 bp = Blueprint("cases_api", __name__, url_prefix="/api/v1")
 
@@ -194,3 +197,166 @@ def close_case(record_id):
 @login_required
 def reopen_case(record_id):
     return _close_or_reopen(record_id, ops.reopen_case)
+
+
+# --- approvals ---------------------------------------------------------------------------------------------
+
+APPROVAL_TAGS = ("Approvals",)
+
+
+def _approval_refused(error: approvals.ApprovalError):
+    """422 with field messages for bad input; 409 with one message when the state forbids it."""
+    db.session.rollback()
+    if error.status == 422:
+        raise InvalidInput(error.errors) from error
+    body = schemas.CaseApprovalConflictSchema().dump({"error": {"status": 409, "message": error.message,
+                                                           "reference": g.get("request_id", "")}})
+    return jsonify(body), 409
+
+
+@bp.get("/cases/<uuid:record_id>/approvals")
+@api_doc("List a case's approval requests, newest first", tags=APPROVAL_TAGS,
+         responses={200: Items(schemas.CaseApprovalSchema)}, errors=(403, 404))
+@login_required
+def list_case_approvals(record_id):
+    case = load_record(KIND, record_id)
+    record_audit("case.approvals_view", "case", case.id)
+    db.session.commit()
+    return jsonify({"items": schemas.CaseApprovalSchema(many=True).dump(approvals.approvals_of(case))})
+
+
+@bp.post("/cases/<uuid:record_id>/approvals")
+@api_doc("Ask a supervisor to approve the case plan or the closure", tags=APPROVAL_TAGS,
+         body=schemas.CaseApprovalRequestSchema, responses={201: schemas.CaseApprovalSchema}, errors=(403, 404, 409, 422),
+         conflict=schemas.CaseApprovalConflictSchema,
+         description="The supervisors of the case's groups are notified. 422: the type is not in use, a "
+                     "closure without `note`, or a case plan not written yet. 409: a request of the same "
+                     "type is already waiting, or the case is closed.")
+@login_required
+def request_case_approval(record_id):
+    case = load_record(KIND, record_id, ops.CASES_REQUEST_APPROVAL)
+    body = load_input(schemas.CaseApprovalRequestSchema(), json_body())
+    try:
+        approval = approvals.request_approval(case, current_user, body["approval_type"], body.get("note", ""))
+    except approvals.ApprovalError as error:
+        return _approval_refused(error)
+    db.session.commit()
+    return created(schemas.CaseApprovalSchema().dump(approval), url_for(".list_case_approvals", record_id=case.id))
+
+
+@bp.get("/approvals")
+@api_doc("The approval queue: requests on cases in the caller's scope", tags=APPROVAL_TAGS,
+         query=schemas.CaseApprovalListArgsSchema, responses={200: Page(schemas.CaseApprovalSchema)}, errors=(403, 422),
+         description="status=pending (the default) lists what the caller may decide, oldest first: never "
+                     "their own requests nor requests on cases they own. Other statuses list decided "
+                     "requests in the caller's scope, newest first.")
+@require(ops.CASES_APPROVE)
+def list_approvals():
+    args = load_input(schemas.CaseApprovalListArgsSchema(), request.args.to_dict())
+    if args["status"] == APPROVAL_PENDING:
+        query = approvals.approval_queue(current_user, args.get("type"))
+    else:
+        query = (select(CaseApproval).join(Case, Case.id == CaseApproval.case_id)
+                 .where(CaseApproval.status == args["status"], scope_filter(current_user, Case))
+                 .order_by(CaseApproval.decided_at.desc(), CaseApproval.id.desc()))
+        if args.get("type"):
+            query = query.where(CaseApproval.approval_type == args["type"])
+    body = paginated(query, lambda items: schemas.CaseApprovalSchema(many=True).dump(items), args)
+    record_audit("case.approvals_list", "case_approval", None, detail={
+        "status": args["status"], "type": args.get("type"), "shown": len(body["items"])})
+    db.session.commit()
+    return jsonify(body)
+
+
+def _decide(approval_id: int, permission: str, operation, body_schema):
+    approval = approvals.load_approval(approval_id, permission, current_user)
+    body = load_input(body_schema(), json_body())
+    try:
+        operation(approval, body)
+    except approvals.ApprovalError as error:
+        return _approval_refused(error)
+    db.session.commit()
+    return jsonify(schemas.CaseApprovalSchema().dump(approval))
+
+
+DECISION_DOC = ("403: the caller made the request or owns the case (nobody approves their own work), or "
+                "lacks the permission. 404: the case is outside the caller's scope. 409: someone decided "
+                "first, or the requester cancelled.")
+
+
+@bp.post("/approvals/<int:approval_id>/approve")
+@api_doc("Approve a waiting request", tags=APPROVAL_TAGS, body=schemas.CaseApprovalDecisionSchema,
+         responses={200: schemas.CaseApprovalSchema}, errors=(403, 404, 409, 422), conflict=schemas.CaseApprovalConflictSchema,
+         description="A closure closes the case with the requested reason; a case plan moves the case to "
+                     "the services stage. " + DECISION_DOC)
+@login_required
+def approve_approval(approval_id):
+    return _decide(approval_id, ops.CASES_APPROVE, lambda approval, body: approvals.decide_approval(
+        approval, current_user, True, body.get("comment", "")), schemas.CaseApprovalDecisionSchema)
+
+
+@bp.post("/approvals/<int:approval_id>/reject")
+@api_doc("Reject a waiting request, saying why", tags=APPROVAL_TAGS, body=schemas.CaseApprovalDecisionSchema,
+         responses={200: schemas.CaseApprovalSchema}, errors=(403, 404, 409, 422), conflict=schemas.CaseApprovalConflictSchema,
+         description="`comment` is required. " + DECISION_DOC)
+@login_required
+def reject_approval(approval_id):
+    return _decide(approval_id, ops.CASES_APPROVE, lambda approval, body: approvals.decide_approval(
+        approval, current_user, False, body.get("comment", "")), schemas.CaseApprovalDecisionSchema)
+
+
+@bp.post("/approvals/<int:approval_id>/cancel")
+@api_doc("Cancel one's own waiting request", tags=APPROVAL_TAGS, body=schemas.CaseApprovalCancelSchema,
+         responses={200: schemas.CaseApprovalSchema}, errors=(403, 404, 409), conflict=schemas.CaseApprovalConflictSchema,
+         description="Only the requester may cancel (403 for anyone else); 409 once it is decided.")
+@login_required
+def cancel_approval(approval_id):
+    return _decide(approval_id, ops.CASES_REQUEST_APPROVAL,
+                   lambda approval, body: approvals.cancel_approval(approval, current_user),
+                   schemas.CaseApprovalCancelSchema)
+
+
+@bp.get("/approval-types")
+@api_doc("The approval types and whether each is in use", tags=APPROVAL_TAGS,
+         responses={200: Items(schemas.CaseApprovalTypeSchema)})
+@login_required
+def list_approval_types():
+    settings = approvals.approval_settings()
+    return jsonify({"items": schemas.CaseApprovalTypeSchema(many=True).dump(
+        [{"approval_type": code, "is_required": settings[code]} for code in APPROVAL_TYPES])})
+
+
+@bp.patch("/approval-types/<approval_type>")
+@api_doc("Turn an approval type on or off", tags=APPROVAL_TAGS, body=schemas.CaseApprovalTypeUpdateSchema,
+         responses={200: schemas.CaseApprovalTypeSchema}, errors=(403, 404, 422), session_only=True,
+         description="Administrators, with a browser session. Requests already waiting stay decidable.")
+@require(ops.APPROVALS_CONFIGURE)
+def update_approval_type(approval_type):
+    if approval_type not in APPROVAL_TYPES:
+        abort(404)
+    body = load_input(schemas.CaseApprovalTypeUpdateSchema(), json_body())
+    approvals.set_approval_required(approval_type, body["is_required"], current_user)
+    db.session.commit()
+    return jsonify(schemas.CaseApprovalTypeSchema().dump({"approval_type": approval_type,
+                                                      "is_required": approvals.approval_required(approval_type)}))
+
+
+# --- assignment --------------------------------------------------------------------------------------------
+
+@bp.post("/cases/assign")
+@api_doc("Reassign cases to another user of the caller's teams", tags=TAGS, body=schemas.CaseAssignSchema,
+         responses={200: schemas.CaseAssignResultSchema}, errors=(403, 404, 422),
+         description="All or none: if any case is missing or outside the caller's scope the answer is 404 "
+                     "and nothing changes. The cases take the new owner's groups; the new owner is notified.")
+@require(ops.CASES_ASSIGN)
+def assign_cases():
+    from app.users.models import User
+    body = load_input(schemas.CaseAssignSchema(), json_body())
+    cases = ops.cases_in_scope_or_404(current_user, [str(i) for i in body["case_ids"]], ops.CASES_ASSIGN)
+    new_owner = db.session.get(User, body["owner_id"])
+    try:
+        moved = ops.assign_cases(cases, new_owner, current_user, body.get("note", ""))
+    except RecordError as error:
+        raise record_errors(error) from error
+    db.session.commit()
+    return jsonify(schemas.CaseAssignResultSchema().dump({"assigned": len(moved), "case_ids": [c.id for c in moved]}))

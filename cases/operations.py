@@ -1,4 +1,4 @@
-"""Operations on cases: register, update, close, reopen.
+"""Operations on cases: register, update, close, reopen, assign.
 
 Each validates the form data through the forms engine, keeps the indexed copies
 of a few values in step, writes the field-level history and the audit entry,
@@ -25,6 +25,7 @@ from app.records.operations import (
     RecordError,
     check_version,
     diff_data,
+    ensure_not_anonymised,
     flush_with_version_check,
     insert_with_short_id,
 )
@@ -45,6 +46,17 @@ CASES_RESOLVE_FLAGS = register_permission("cases", "resolve_flags", _l("Resolve 
 CASES_EXPORT = register_permission("cases", "export", _l("Export cases in bulk (CSV, XLSX)"), (ROLE_SUPERVISOR,))
 CASES_IMPORT = register_permission("cases", "import", _l("Import cases from CSV or XLSX"),
                                    (ROLE_SUPERVISOR, ROLE_ADMINISTRATOR))
+CASES_REQUEST_APPROVAL = register_permission("cases", "request_approval",
+                                             _l("Ask a supervisor to approve a case plan or a closure"),
+                                             (ROLE_CASEWORKER, ROLE_SUPERVISOR))
+CASES_APPROVE = register_permission("cases", "approve",
+                                    _l("Approve or reject case plans and closures of others' cases in one's scope"),
+                                    (ROLE_SUPERVISOR,))
+CASES_ASSIGN = register_permission("cases", "assign", _l("Reassign cases in one's scope to another caseworker"),
+                                   (ROLE_SUPERVISOR,))
+APPROVALS_CONFIGURE = register_permission("approvals", "configure",
+                                          _l("Choose which case approvals are required"),
+                                          (ROLE_ADMINISTRATOR,), is_admin=True)
 
 CONSENT_FIELD = "consent_for_tracing"
 
@@ -84,6 +96,7 @@ def update_case(case: Case, user, data: dict, expected_version: int | None, *, d
 
     Raises EditConflict if someone saved since `expected_version` (R1).
     """
+    ensure_not_anonymised(case)
     from forms.operations import validate_record_data
     check_version(case, expected_version, data)
     cleaned = validate_record_data("case", data, user, existing=case.data, draft=draft)
@@ -100,10 +113,18 @@ def update_case(case: Case, user, data: dict, expected_version: int | None, *, d
     return changes
 
 
-def close_case(case: Case, user, reason: str, expected_version: int | None = None) -> None:
+def close_case(case: Case, user, reason: str, expected_version: int | None = None, *, approved=None) -> None:
+    """Close the case with the reason. While closures need a supervisor's approval (an
+    administrator's setting), only an approved request (`approved`, from
+    cases.approvals.decide_approval) closes a case."""
+    from cases.approvals import approval_required
+    from cases.models import APPROVAL_CLOSURE
     reason = (reason or "").strip()
     if case.status == STATUS_CLOSED:
         raise RecordError({"status": [_("This case is already closed.")]})
+    if approved is None and approval_required(APPROVAL_CLOSURE):
+        raise RecordError({"status": [_("Closing a case needs a supervisor's approval: ask for it in the "
+                                        "case's Approvals panel.")]})
     if not reason:
         raise RecordError({"reason": [_("Say why the case is closed.")]})
     check_version(case, expected_version, {})
@@ -119,6 +140,7 @@ def close_case(case: Case, user, reason: str, expected_version: int | None = Non
 
 
 def reopen_case(case: Case, user, reason: str, expected_version: int | None = None) -> None:
+    ensure_not_anonymised(case)
     reason = (reason or "").strip()
     if case.status != STATUS_CLOSED:
         raise RecordError({"status": [_("This case is open.")]})
@@ -132,3 +154,90 @@ def reopen_case(case: Case, user, reason: str, expected_version: int | None = No
     _record_change(case, "reopen", user, [{"field": "@status", "old": STATUS_CLOSED, "new": STATUS_OPEN}], reason)
     record_audit("case.reopen", "case", case.id, user=user)
     hooks.record_saved(case, {"@status"})
+
+
+# --- assignment -------------------------------------------------------------------------------------------
+
+def assignable_users(actor) -> list:
+    """Who `actor` may hand cases to: active users of the actor's agency who may work on cases
+    and who are in one of the actor's active groups (any user of the agency for an actor whose
+    role reaches the whole agency). Moving a case to another agency is a transfer, not this."""
+    from sqlalchemy import exists, select
+
+    from app.users.models import SCOPE_AGENCY, SCOPE_ALL, Role, RolePermission, User, UserGroup, user_groups
+    from app.extensions import db
+    may_work = exists().where(RolePermission.role_id == Role.id, RolePermission.permission == CASES_UPDATE)
+    query = (select(User).join(Role, Role.id == User.role_id)
+             .where(User.is_active.is_(True), User.agency_id == actor.agency_id, may_work))
+    if actor.role is None or actor.role.scope not in (SCOPE_AGENCY, SCOPE_ALL):
+        group_ids = [group.id for group in actor.groups if group.is_active]
+        query = query.where(exists().where(user_groups.c.user_id == User.id, user_groups.c.group_id.in_(group_ids),
+                                           UserGroup.id == user_groups.c.group_id))
+    return list(db.session.scalars(query.order_by(User.full_name, User.id)))
+
+
+def cases_in_scope_or_404(actor, case_ids, permission: str) -> list[Case]:
+    """Load every case named (locked for update), or refuse them all: 403 without the permission,
+    404 if any is missing or outside the actor's scope (which ones is not said); both audited."""
+    from flask import abort
+    from sqlalchemy import select
+
+    from app.audit.operations import record_denial
+    from app.extensions import db
+    from app.permissions import can, scope_filter
+    if not can(actor, permission):
+        record_denial("permission_denied", resource_type="cases", detail={"permission": permission})
+        abort(403)
+    wanted = sorted(set(case_ids))
+    found = list(db.session.scalars(select(Case).where(Case.id.in_(wanted), scope_filter(actor, Case))
+                                    .order_by(Case.id).with_for_update()))
+    if len(found) != len(wanted):
+        record_denial("out_of_scope", resource_type="cases", detail={
+            "permission": permission, "asked": len(wanted), "out_of_scope": len(wanted) - len(found)})
+        abort(404)
+    return found
+
+
+def assign_cases(cases: list[Case], new_owner, actor, note: str = "") -> list[Case]:
+    """Give `cases` to `new_owner` (one of `assignable_users(actor)`), all or none.
+
+    The case's groups become the new owner's groups: "group" scope means the team of the
+    person responsible, so the new owner's supervisors see and approve the case from now on.
+    Each case's history and the audit trail record the move; the new owner is notified.
+    Cases already owned by `new_owner` are left as they are (and not counted).
+    """
+    from app.i18n import N_
+    from app.notifications.operations import notify
+    from cases.approvals import link
+    note = (note or "").strip()
+    if not cases:
+        raise RecordError({"case_ids": [_("Choose at least one case.")]})
+    if new_owner is None or new_owner.id not in {user.id for user in assignable_users(actor)}:
+        raise RecordError({"owner_id": [_("Choose someone from your teams who works on cases.")]})
+    if len(note) > 2000:
+        raise RecordError({"note": [_("Use at most 2000 characters.")]})
+    new_groups = [group for group in new_owner.groups if group.is_active]
+    moved = []
+    for case in cases:
+        if case.owner_id == new_owner.id:
+            continue
+        old_owner_id = case.owner_id
+        before = {"@owner": case.owner.username if case.owner else None, "@groups": _codes(case.groups)}
+        case.owner, case.groups = new_owner, list(new_groups)
+        case.updated_by_id, case.updated_at = actor.id, utcnow()
+        flush_with_version_check(case, {})
+        _record_change(case, "assign", actor, diff_data(before, {
+            "@owner": new_owner.username, "@groups": _codes(new_groups)}), note or None)
+        record_audit("case.assign", "case", case.id, detail={"from": old_owner_id, "to": new_owner.id}, user=actor)
+        moved.append(case)
+    if len(moved) == 1:
+        notify([new_owner], "case_assigned", N_("Case %(case)s is assigned to you"), {"case": moved[0].short_id},
+               actor=actor, record=moved[0], url=link("cases.show_case", record_id=moved[0].id))
+    elif moved:
+        notify([new_owner], "case_assigned", N_("%(count)s cases are assigned to you"), {"count": str(len(moved))},
+               actor=actor, url=link("cases.list_cases"))
+    return moved
+
+
+def _codes(groups) -> str:
+    return ", ".join(sorted(group.code for group in groups))

@@ -8,10 +8,22 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import InputSchema, PageArgsSchema, boolean, integer, text
-from app.records.schemas import RecordSchema, SearchSchema, choice, query_boolean, query_integer, record_data
+from flask_babel import lazy_gettext as _l
+from marshmallow import Schema
+
+from app.api import InputSchema, PageArgsSchema, boolean, integer, messages, text
+from app.openapi import ErrorDetailSchema
+from app.records.schemas import (
+    RecordSchema,
+    SearchSchema,
+    UserRefSchema,
+    choice,
+    query_boolean,
+    query_integer,
+    record_data,
+)
 from app.records.models import STATUS_CLOSED, STATUS_OPEN
-from cases.models import STAGES
+from cases.models import APPROVAL_STATUSES, APPROVAL_TYPES, STAGES
 
 SORTS = ("updated", "created", "name", "age", "short_id")
 
@@ -65,3 +77,82 @@ class CaseCloseSchema(InputSchema):
 
     reason = text(2000, required=True)
     version = integer(minimum=1)
+
+
+# --- approvals and assignment ---------------------------------------------------------------------------
+
+class CaseApprovalSchema(Schema):
+    """One request for a supervisor's approval of a case's plan or closure, and its decision."""
+
+    id = fields.Integer()
+    case_id = fields.String(metadata={"description": "The case's opaque id."})
+    case_short_id = fields.String(attribute="case.short_id", metadata={"description": "The case's short id."})
+    approval_type = fields.String(validate=validate.OneOf(APPROVAL_TYPES))
+    status = fields.String(validate=validate.OneOf(APPROVAL_STATUSES))
+    note = fields.String(attribute="request_note", allow_none=True, metadata={
+        "description": "The requester's note; for a closure, the reason the case closes with."})
+    case_version = fields.Integer(metadata={"description": "The case version the request was made on."})
+    requested_by = fields.Nested(UserRefSchema, allow_none=True)
+    requested_at = fields.DateTime()
+    decided_by = fields.Nested(UserRefSchema, allow_none=True, metadata={
+        "description": "Who approved or rejected it (or the requester, when cancelled)."})
+    decided_at = fields.DateTime(allow_none=True)
+    comment = fields.String(attribute="decision_comment", allow_none=True)
+
+
+class CaseApprovalConflictSchema(Schema):
+    """409: the request was decided or cancelled first, one of the same type is already waiting,
+    or the case is closed."""
+
+    error = fields.Nested(ErrorDetailSchema)
+
+
+class CaseApprovalListArgsSchema(PageArgsSchema):
+    """?status (pending: the caller's queue, oldest first; otherwise newest first), ?type, ?page, ?per_page."""
+
+    status = choice(APPROVAL_STATUSES, load_default="pending")
+    type = choice(APPROVAL_TYPES)
+
+
+class CaseApprovalRequestSchema(InputSchema):
+    """Ask for approval of the case plan or of the closure. A closure needs `note`: why the case
+    closes (it becomes the closure reason once approved)."""
+
+    approval_type = choice(APPROVAL_TYPES, required=True)
+    note = text(2000)
+
+
+class CaseApprovalDecisionSchema(InputSchema):
+    """Approve (comment optional) or reject (comment required)."""
+
+    comment = text(2000)
+
+
+class CaseApprovalCancelSchema(InputSchema):
+    """Cancel one's own waiting request: an empty object."""
+
+
+class CaseApprovalTypeSchema(Schema):
+    approval_type = fields.String(validate=validate.OneOf(APPROVAL_TYPES))
+    is_required = fields.Boolean(metadata={"description": "true: a supervisor must approve it."})
+
+
+class CaseApprovalTypeUpdateSchema(InputSchema):
+    is_required = boolean(required=True)
+
+
+class CaseAssignSchema(InputSchema):
+    """Give one or many cases to another user of the caller's teams; all or none."""
+
+    case_ids = fields.List(fields.UUID(error_messages=messages(invalid=_l("Enter a case id."),
+                                                               invalid_uuid=_l("Enter a case id."))), required=True,
+                           validate=validate.Length(min=1, max=500, error=_l("Send from {min} to {max} ids.")),
+                           error_messages=messages(invalid=_l("Enter a list.")))
+    owner_id = integer(required=True, minimum=1)
+    note = text(2000)
+
+
+class CaseAssignResultSchema(Schema):
+    assigned = fields.Integer(metadata={"description": "How many cases changed owner (those already "
+                                                       "owned by the new owner are left alone)."})
+    case_ids = fields.List(fields.String())

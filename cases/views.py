@@ -1,8 +1,11 @@
 """Case pages: list and search, search-before-register, register, view, edit (with
-conflict handling), close and reopen; history, notes, flags and files come from
+conflict handling), close and reopen, approval requests (decisions: cases.approval_views)
+and reassignment, one case or many; history, notes, flags and files come from
 app.records.views.add_record_routes.
 """
 from __future__ import annotations
+
+import uuid
 
 from app.records.filters import person_filters
 
@@ -26,8 +29,9 @@ from app.records.models import STATUS_CLOSED, STATUS_OPEN, RecordFlag
 from app.records.operations import EditConflict, RecordError, flags_of, notes_of
 from app.records.search import search_records
 from app.records.views import RecordKind, add_record_routes, conflict_rows, load
+from cases import approvals
 from cases import operations as ops
-from cases.models import STAGES, Case
+from cases.models import APPROVAL_CLOSURE, APPROVAL_TYPES, STAGES, Case
 
 bp = Blueprint("cases", __name__, url_prefix="/cases", template_folder="templates")
 
@@ -109,9 +113,12 @@ def list_cases():
         "filters": {k: v for k, v in filters.values.items() if k != "q"}, "search": searching,
         "shown": len(results)})
     db.session.commit()
+    can_assign = can(current_user, ops.CASES_ASSIGN)
     return render_template("cases/list.html", filters=filters, page=page, cases=results, searching=searching,
                            stage_labels=STAGE_LABELS, status_labels=STATUS_LABELS,
-                           can_create=can(current_user, ops.CASES_CREATE)), 200 if filters.is_valid else 422
+                           can_create=can(current_user, ops.CASES_CREATE), can_assign=can_assign,
+                           assignees=ops.assignable_users(current_user) if can_assign else []
+                           ), 200 if filters.is_valid else 422
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -184,12 +191,31 @@ def show_case(record_id):
     case = load(KIND, str(record_id))
     record_audit("case.view", "case", case.id)
     db.session.commit()
+    can_assign = can(current_user, ops.CASES_ASSIGN)
     return render_template("cases/show.html", case=case, definition=get_definition("case"),
                            notes=notes_of(case), flags=flags_of(case), files=readable_attachments(case),
                            stage_labels=STAGE_LABELS, status_labels=STATUS_LABELS,
                            can_update=can(current_user, ops.CASES_UPDATE),
                            can_close=can(current_user, ops.CASES_CLOSE),
-                           can_resolve=can(current_user, ops.CASES_RESOLVE_FLAGS))
+                           can_resolve=can(current_user, ops.CASES_RESOLVE_FLAGS),
+                           approval_panel=_approval_panel(case), can_assign=can_assign,
+                           assignees=ops.assignable_users(current_user) if can_assign else [])
+
+
+def _approval_panel(case: Case) -> dict:
+    """What the case page's Approvals panel shows and offers to the current user."""
+    settings = approvals.approval_settings()
+    items = approvals.approvals_of(case)
+    pending = {item.approval_type for item in items if item.is_pending}
+    may_request = can(current_user, ops.CASES_REQUEST_APPROVAL) and case.status == "open"
+    return {
+        "requests": items, "settings": settings, "type_labels": approvals.APPROVAL_TYPE_LABELS,
+        "status_labels": approvals.APPROVAL_STATUS_LABELS,
+        "requestable": [code for code in APPROVAL_TYPES if may_request and settings[code] and code not in pending],
+        "has_case_plan": approvals.has_case_plan(case),
+        "closure_needs_approval": settings[APPROVAL_CLOSURE],
+        "may_decide": can(current_user, ops.CASES_APPROVE),
+    }
 
 
 @bp.route("/<uuid:record_id>/edit", methods=["GET", "POST"])
@@ -255,3 +281,66 @@ def reopen_case(record_id):
     db.session.commit()
     flash(_("Case %(id)s is reopened.", id=case.short_id), "success")
     return redirect(url_for(".show_case", record_id=case.id))
+
+
+@bp.post("/<uuid:record_id>/approvals")
+@login_required
+def request_approval(record_id):
+    case = load(KIND, str(record_id), ops.CASES_REQUEST_APPROVAL)
+    approval_type = request.form.get("approval_type", "")
+    try:
+        approvals.request_approval(case, current_user, approval_type, request.form.get("note", ""))
+    except approvals.ApprovalError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for(".show_case", record_id=case.id) + "#approvals")
+    db.session.commit()
+    flash(_("Your request is in the supervisors' approval queue."), "success")
+    return redirect(url_for(".show_case", record_id=case.id) + "#approvals")
+
+
+def _assign(case_ids: list[str]):
+    """Reassign the cases (all or none) to the chosen user; True when done."""
+    from app.users.models import User
+    cases = ops.cases_in_scope_or_404(current_user, case_ids, ops.CASES_ASSIGN)
+    try:
+        owner_id = int(request.form.get("owner_id", ""))
+    except ValueError:
+        owner_id = 0
+    new_owner = db.session.get(User, owner_id) if 0 < owner_id < 2**31 else None
+    try:
+        moved = ops.assign_cases(cases, new_owner, current_user, request.form.get("note", ""))
+    except RecordError as error:
+        db.session.rollback()
+        flash(" ".join(m for ms in error.errors.values() for m in ms), "error")
+        return False
+    db.session.commit()
+    if moved:
+        flash(_("%(n)d case(s) reassigned to %(name)s.", n=len(moved), name=new_owner.full_name), "success")
+    else:
+        flash(_("Nothing was changed: %(name)s already has these cases.", name=new_owner.full_name), "info")
+    return True
+
+
+@bp.post("/<uuid:record_id>/assign")
+@login_required
+def assign_case(record_id):
+    case = load(KIND, str(record_id), ops.CASES_ASSIGN)
+    _assign([case.id])
+    return redirect(url_for(".show_case", record_id=case.id) + "#assign")
+
+
+@bp.post("/assign")
+@require(ops.CASES_ASSIGN)
+def assign_cases():
+    """The case list's checkboxes: many cases to one user, all or none."""
+    chosen = request.form.getlist("case_ids")
+    try:
+        case_ids = [str(uuid.UUID(value)) for value in chosen]
+    except ValueError:
+        abort(400)
+    if not case_ids:
+        flash(_("Choose at least one case."), "error")
+        return redirect(url_for(".list_cases"))
+    _assign(case_ids)
+    return redirect(url_for(".list_cases"))
