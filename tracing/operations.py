@@ -22,6 +22,7 @@ from app.records.operations import (
     RecordError,
     check_version,
     diff_data,
+    ensure_not_anonymised,
     flush_with_version_check,
     insert_with_short_id,
     record_change,
@@ -131,6 +132,7 @@ def add_trace(request: TracingRequest, user, data: dict, *, draft: bool = False,
 
 def update_tracing_request(request: TracingRequest, user, data: dict, expected_version: int | None, *,
                            draft: bool = False, action: str = "update") -> list[dict]:
+    ensure_not_anonymised(request)
     from forms.operations import validate_record_data
     check_version(request, expected_version, data)
     cleaned = validate_record_data("tracing_request", data, user, existing=request.data, draft=draft)
@@ -152,6 +154,7 @@ def update_tracing_request(request: TracingRequest, user, data: dict, expected_v
 
 def update_trace(trace: Trace, user, data: dict, expected_version: int | None, *, draft: bool = False,
                  action: str = "update") -> list[dict]:
+    ensure_not_anonymised(trace)
     from forms.operations import validate_record_data
     check_version(trace, expected_version, data)
     cleaned = validate_record_data("trace", data, user, existing=trace.data, draft=draft)
@@ -190,6 +193,7 @@ def close_tracing_request(request: TracingRequest, user, reason: str) -> None:
 
 
 def reopen_tracing_request(request: TracingRequest, user, reason: str) -> None:
+    ensure_not_anonymised(request)
     reason = (reason or "").strip()
     if request.status != STATUS_CLOSED:
         raise RecordError({"status": [_("This tracing request is open.")]})

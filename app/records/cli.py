@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from flask.cli import with_appcontext
 from flask_babel import force_locale
 from sqlalchemy import select
 
@@ -150,3 +151,38 @@ def filter_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+@click.group("records")
+def records_group():
+    """Commands on every kind of record (retention)."""
+
+
+@records_group.command("anonymise")
+@click.option("--dry-run", is_flag=True, help="Only count the records that are due; change nothing.")
+@click.option("--as", "username", help="The administrator running it (written in the audit trail).")
+@with_appcontext
+def anonymise_command(dry_run: bool, username: str | None) -> None:
+    """Anonymise closed records older than RETENTION_CLOSED_YEARS (app.records.retention)."""
+    from flask import current_app
+
+    from app.records.retention import retention_cutoff, run_retention
+    user = acting_user(username) if username else None
+    years = current_app.config["RETENTION_CLOSED_YEARS"]
+    click.echo(f"Retention: {years} years; records closed before {retention_cutoff():%Y-%m-%d} are due.")
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=max(total, 1), label="Anonymising", show_pos=True)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        counts = run_retention(user, dry_run=dry_run, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    what = "Due (dry run, nothing changed)" if dry_run else "Anonymised"
+    click.echo(f"{what}: " + ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in counts.items()) + ".")

@@ -34,6 +34,9 @@ class RecordMixin:
     source_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Set when the retention job (app.records.retention) replaced the personal fields of this closed
+    # record; what is left are statistics (sex, age band, location level, status, dates).
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @declared_attr
     def owner_id(cls) -> Mapped[int]:

@@ -75,6 +75,13 @@ def record_change(record, action: str, user, changes: list[dict], comment: str |
     return row
 
 
+def ensure_not_anonymised(record) -> None:
+    """Refuse to change or reopen a record the retention job anonymised: what is left of it is statistics."""
+    if getattr(record, "anonymised_at", None) is not None:
+        raise RecordError({"status": [_("This record was anonymised under the retention rules: it can no "
+                                        "longer be changed or reopened.")]})
+
+
 def check_version(record, expected_version: int | None, theirs: dict) -> None:
     """Refuse a save based on an older version than the stored one."""
     if expected_version is not None and int(expected_version) != record.version:
