@@ -47,10 +47,15 @@ def init_security(app: Flask) -> None:
         """Every state-changing browser request carries the CSRF token (S7). A request with a
         bearer token is authenticated by that token alone (never by the cookie), and a
         cross-site page cannot add that header, so it needs none."""
+        from flask_login import current_user
+
         from app.auth.operations import token_request
         from app.extensions import csrf
         if (request.method in ("GET", "HEAD", "OPTIONS", "TRACE") or token_request()
                 or request.url_rule is None  # no such route: answer 404/405, not a CSRF error
+                # An API call with no session has nothing to forge and no anonymous API route writes:
+                # it gets the 401 that tells the client to authenticate, not a CSRF 400 (API fuzzer).
+                or (request.path.startswith("/api/") and not current_user.is_authenticated)
                 or not app.config.get("WTF_CSRF_ENABLED", True)):
             return
         csrf.protect()
