@@ -94,13 +94,31 @@ class BaseConfig:
     MAX_PHOTO_BYTES = 5 * 1024 * 1024
     MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
     UPLOAD_FOLDER: str | None = None  # default: instance/uploads (outside the static folder)
+    # Retention (app.records.retention): closed records older than this are anonymised when an
+    # administrator runs the job; the location is kept down to this many levels of the hierarchy.
+    RETENTION_CLOSED_YEARS = 5
+    RETENTION_LOCATION_LEVELS = 2
     PREFERRED_URL_SCHEME = "http"
+
+    # E-mail for notifications: sent by a background job only when MAIL_SERVER and MAIL_FROM are set.
+    MAIL_SERVER: str | None = None
+    MAIL_PORT = 25
+    MAIL_USE_TLS = False  # STARTTLS
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_FROM: str | None = None
+    # The address users reach the site at (e.g. https://cpims.example.org): links in e-mails.
+    BASE_URL: str | None = None
+    # Tasks: how many days ahead "due soon" looks.
+    TASKS_DUE_SOON_DAYS = 7
 
     def __init__(self, instance_path: str | None = None):
         self.instance_path = instance_path
         self.SECRET_KEY = _env("SECRET_KEY", "")
         self.REDIS_URL = _env("REDIS_URL", self.REDIS_URL)
         self.UPLOAD_FOLDER = _env("UPLOAD_FOLDER", self.UPLOAD_FOLDER)
+        self.RETENTION_CLOSED_YEARS = _env_int("RETENTION_CLOSED_YEARS", self.RETENTION_CLOSED_YEARS)
+        self.RETENTION_LOCATION_LEVELS = _env_int("RETENTION_LOCATION_LEVELS", self.RETENTION_LOCATION_LEVELS)
         self.RQ_QUEUE = _env("RQ_QUEUE", self.RQ_QUEUE)
         self.SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", self.SESSION_IDLE_MINUTES)
         self.SESSION_MAX_HOURS = _env_int("SESSION_MAX_HOURS", self.SESSION_MAX_HOURS)
@@ -110,6 +128,14 @@ class BaseConfig:
             "LOGIN_MAX_FAILURES_PER_ADDRESS", self.LOGIN_MAX_FAILURES_PER_ADDRESS)
         self.REQUIRE_TOTP_FOR_ADMINS = _env_bool("REQUIRE_TOTP_FOR_ADMINS", self.REQUIRE_TOTP_FOR_ADMINS)
         self.DEBUG = _env_bool("FLASK_DEBUG", self.DEBUG)
+        self.MAIL_SERVER = _env("MAIL_SERVER", self.MAIL_SERVER)
+        self.MAIL_PORT = _env_int("MAIL_PORT", self.MAIL_PORT)
+        self.MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", self.MAIL_USE_TLS)
+        self.MAIL_USERNAME = _env("MAIL_USERNAME", self.MAIL_USERNAME)
+        self.MAIL_PASSWORD = _env("MAIL_PASSWORD", self.MAIL_PASSWORD)
+        self.MAIL_FROM = _env("MAIL_FROM", self.MAIL_FROM)
+        self.BASE_URL = _env("BASE_URL", self.BASE_URL)
+        self.TASKS_DUE_SOON_DAYS = _env_int("TASKS_DUE_SOON_DAYS", self.TASKS_DUE_SOON_DAYS)
         url = _env("DATABASE_URL")
         if url:
             self.SQLALCHEMY_DATABASE_URI = normalise_database_url(url)

@@ -358,6 +358,74 @@ def test_every_documented_response_matches_what_the_endpoints_answer(app, login_
     officer_api.post(f"{match_path}/reunification", {"reunified_on": "2020-01-01", "place": "Camp",
                                                      "with_whom": "Mother", "follow_up_due": "2020-02-01"},
                      expect=201)
+    # Notifications (app.notifications.api): the case's owner was told of the confirmation.
+    inbox = worker_api.get("/api/v1/notifications?unread=1")
+    told = [item for item in inbox["items"] if item["kind"] == "match_confirmed"]
+    assert told and told[0]["record_id"] == case["id"]
+    worker_api.post(f"/api/v1/notifications/{told[0]['id']}/read", {})
+    worker_api.post("/api/v1/notifications/read-all", {})
+    # Tasks (followups.api).
+    worker_api.get("/api/v1/tasks?due=soon")
+    # Case approvals and reassignment (cases.api).
+    admin_api.get("/api/v1/approval-types")
+    admin_api.patch("/api/v1/approval-types/closure", {"is_required": True})
+    approval = worker_api.post(f"{path}/approvals", {"approval_type": "closure", "note": "Reunified"}, expect=201)
+    worker_api.post(f"{path}/approvals", {"approval_type": "closure", "note": "Again"}, expect=409)
+    worker_api.get(f"{path}/approvals")
+    supervisor_api.get("/api/v1/approvals?status=pending&type=closure")
+    supervisor_api.post(f"/api/v1/approvals/{approval['id']}/reject", {"comment": "Not yet"})
+    approval = worker_api.post(f"{path}/approvals", {"approval_type": "closure", "note": "Reunified"}, expect=201)
+    worker_api.post(f"/api/v1/approvals/{approval['id']}/cancel", {})
+    approval = worker_api.post(f"{path}/approvals", {"approval_type": "closure", "note": "Reunified"}, expect=201)
+    supervisor_api.post("/api/v1/cases/assign", {"case_ids": [case["id"]], "owner_id": worker.id})
+    supervisor_api.post(f"/api/v1/approvals/{approval['id']}/approve", {})
+    # Reports (reports.api): dashboard numbers, the team's workload, printable summaries.
+    supervisor_api.get("/api/v1/dashboards/cases?status=open")
+    supervisor_api.get("/api/v1/dashboards/cases?status=lost", expect=422)
+    supervisor_api.get("/api/v1/dashboards/tracing")
+    supervisor_api.get("/api/v1/dashboards/team")
+    assert worker_api.get(f"{path}/summary.pdf").startswith(b"%PDF-")
+    assert officer_api.get(f"{request_path}/summary.pdf").startswith(b"%PDF-")
+    # Referrals and transfers (workflows.api): a new child with consent to share with services.
+    service = make.agency()
+    provider_web, _provider = login_as("service_provider", agency=service)
+    provider_api = _session(contract, provider_web)
+    shared = worker_api.post("/api/v1/cases", {"data": {**CHILD, "consent_for_referral": True}}, expect=201)
+    referral = worker_api.post(f"/api/v1/cases/{shared['id']}/referrals", {
+        "service_type": "legal", "recipient_agency_id": service.id, "sections": ["basic_identity"],
+        "reason": "Documents"}, expect=201)
+    supervisor_api.get("/api/v1/referrals?box=approval")
+    supervisor_api.post(f"/api/v1/referrals/{referral['id']}/approve", {})
+    provider_api.get("/api/v1/referrals")
+    provider_api.get(f"/api/v1/referrals/{referral['id']}")
+    provider_api.post(f"/api/v1/referrals/{referral['id']}/accept", {})
+    provider_api.post(f"/api/v1/referrals/{referral['id']}/done", {"note": "Done"})
+    refused = worker_api.post(f"/api/v1/cases/{shared['id']}/referrals", {
+        "service_type": "health", "recipient_agency_id": service.id, "sections": ["basic_identity"],
+        "reason": "Clinic"}, expect=201)
+    supervisor_api.post(f"/api/v1/referrals/{refused['id']}/reject-approval", {"comment": "In-house clinic"})
+    declined = worker_api.post(f"/api/v1/cases/{shared['id']}/referrals", {
+        "service_type": "health", "recipient_agency_id": service.id, "sections": ["basic_identity"],
+        "reason": "Clinic"}, expect=201)
+    supervisor_api.post(f"/api/v1/referrals/{declined['id']}/approve", {})
+    provider_api.post(f"/api/v1/referrals/{declined['id']}/reject", {"reason": "Full"})
+    revoked = worker_api.post(f"/api/v1/cases/{shared['id']}/referrals", {
+        "service_type": "health", "recipient_agency_id": service.id, "sections": ["basic_identity"],
+        "reason": "Clinic"}, expect=201)
+    worker_api.post(f"/api/v1/referrals/{revoked['id']}/revoke", {"reason": "Moved"})
+    receiver_web, receiver = login_as("caseworker", agency=service)
+    receiver_api = _session(contract, receiver_web)
+    cancelled = worker_api.post(f"/api/v1/cases/{shared['id']}/transfers", {
+        "to_agency_id": service.id, "to_user_id": receiver.id, "reason": "Moved"}, expect=201)
+    worker_api.post(f"/api/v1/transfers/{cancelled['id']}/cancel", {})
+    turned_down = worker_api.post(f"/api/v1/cases/{shared['id']}/transfers", {
+        "to_agency_id": service.id, "reason": "Moved"}, expect=201)
+    receiver_api.post(f"/api/v1/transfers/{turned_down['id']}/reject", {"reason": "No capacity"})
+    transfer = worker_api.post(f"/api/v1/cases/{shared['id']}/transfers", {
+        "to_agency_id": service.id, "to_user_id": receiver.id, "reason": "Moved"}, expect=201)
+    receiver_api.get("/api/v1/transfers")
+    receiver_api.get(f"/api/v1/transfers/{transfer['id']}")
+    receiver_api.post(f"/api/v1/transfers/{transfer['id']}/accept", {})
     # Every documented success answer was seen and matched; and every kind of error too.
     wanted = {(template, method, status) for template, item in document["paths"].items()
               for method, op in item.items() for status in op["responses"] if status.startswith("2")}

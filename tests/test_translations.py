@@ -96,6 +96,17 @@ def test_every_message_is_translated(locale):
     assert not problems, f"{locale}: " + "\n".join(problems)
 
 
+def test_extraction_covers_every_feature_package():
+    """A new feature package left out of babel.cfg would keep its strings in English, unseen by the test below."""
+    from babel.messages.frontend import parse_mapping_cfg
+    with (ROOT / "babel.cfg").open() as handle:
+        method_map, _options = parse_mapping_cfg(handle)
+    patterns = {pattern for pattern, method in method_map if method == "python"}
+    packages = sorted(path.parent.name for path in ROOT.glob("*/__init__.py")
+                      if path.parent.name not in ("tests", "bench", "migrations", "config"))
+    assert packages and [p for p in packages if f"{p}/**.py" not in patterns] == []
+
+
 def test_the_catalogues_hold_every_string_of_the_code():
     """A string added to the code without `make messages` and translations fails here."""
     from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
