@@ -26,7 +26,8 @@ YEAR = 365 * 24 * 3600
 
 @pytest.fixture
 def field_office(app, committed, make_user):
-    """The shipped forms, a caseworker with 30 cases, a tracing officer with a request, an administrator."""
+    """The shipped forms, a caseworker with 30 cases, a tracing officer with a request, an administrator
+    and a supervisor."""
     from app.users.models import User
     from cases.operations import create_case
     from forms.operations import load_default_configuration
@@ -38,6 +39,7 @@ def field_office(app, committed, make_user):
     caseworker = make_user("caseworker")
     officer = make_user("tracing_officer")
     admin = make_user("administrator")
+    supervisor = make_user("supervisor")
     with app.test_request_context():
         worker_row = db.session.get(User, int(caseworker.id))
         # More than a page of cases (25 rows), so the list pages are measured full.
@@ -54,7 +56,8 @@ def field_office(app, committed, make_user):
             [{"name_first": "Amina", "name_last": "Yusuf", "sex": "female", "age": 8}]).id
         db.session.commit()
         db.session.remove()
-    return {"caseworker": caseworker, "officer": officer, "admin": admin, "case_id": case_ids[0],
+    return {"caseworker": caseworker, "officer": officer, "admin": admin, "supervisor": supervisor,
+            "case_id": case_ids[0],
             "request_id": request_id}
 
 
@@ -145,11 +148,14 @@ def logged_in_state(browser, live_server, user):
 def test_main_pages_are_light_cached_and_local(field_office, browser, live_server):
     pages = {
         None: ["/login"],
-        "caseworker": ["/", "/cases", f"/cases/{field_office['case_id']}", "/cases/new", "/cases/register"],
+        "caseworker": ["/", "/cases", f"/cases/{field_office['case_id']}", "/cases/new", "/cases/register",
+                       f"/cases/{field_office['case_id']}/refer", f"/cases/{field_office['case_id']}/transfer",
+                       "/referrals", "/transfers", "/notifications", "/tasks"],
+        "supervisor": ["/approvals", "/dashboards", "/team", "/referrals?box=approval"],
         "officer": ["/tracing", f"/tracing/{field_office['request_id']}", "/matches"],
         "admin": ["/admin/users", "/admin/roles", "/admin/groups", "/admin/agencies", "/admin/audit",
                   "/admin/jobs", "/admin/forms", "/admin/lookups", "/admin/locations", "/admin/matching",
-                  "/admin/retention"],
+                  "/admin/retention", "/approvals/settings"],
     }
     report, problems = [], []
     for who, paths in pages.items():
