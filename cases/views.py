@@ -330,6 +330,9 @@ def assign_case(record_id):
     return redirect(url_for(".show_case", record_id=case.id) + "#assign")
 
 
+MAX_ASSIGN = 500
+
+
 @bp.post("/assign")
 @require(ops.CASES_ASSIGN)
 def assign_cases():
@@ -341,6 +344,9 @@ def assign_cases():
         abort(400)
     if not case_ids:
         flash(_("Choose at least one case."), "error")
+        return redirect(url_for(".list_cases"))
+    if len(case_ids) > MAX_ASSIGN:  # the same bound as the API: one request locks every case it moves
+        flash(_("Reassign at most %(n)d cases at a time.", n=MAX_ASSIGN), "error")
         return redirect(url_for(".list_cases"))
     _assign(case_ids)
     return redirect(url_for(".list_cases"))

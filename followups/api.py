@@ -7,6 +7,8 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user
 
 from app.api import load_input
+from app.audit.operations import record_audit
+from app.extensions import db
 from app.i18n import current_language
 from app.openapi import Page, api_doc
 from app.permissions import require
@@ -30,5 +32,7 @@ def list_tasks():
     today = date.today()
     locale, _direction = current_language()
     query = ops.ordered(ops.task_query(current_user, args["due"], today))
-    return jsonify(paginated(query, lambda tasks: TaskSchema(many=True).dump(task_items(tasks, locale, today)),
-                             args))
+    body = paginated(query, lambda tasks: TaskSchema(many=True).dump(task_items(tasks, locale, today)), args)
+    record_audit("tasks.list", "case", None, detail={"due": args["due"], "shown": len(body["items"])})
+    db.session.commit()
+    return jsonify(body)

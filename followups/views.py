@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from app.audit.operations import record_audit
 from app.extensions import db
 from app.i18n import current_language
 from app.listing import page_number
@@ -69,6 +70,8 @@ def tasks_page():
         groups[-1]["items"].append(item)
     # Headings per caseworker only where the list reaches beyond one's own cases (supervisors).
     show_owners = any(group["owner_id"] != current_user.id for group in groups)
+    record_audit("tasks.list", "case", None, detail={"due": due, "shown": len(items)})
+    db.session.commit()
     return render_template("followups/tasks.html", due=due, due_labels=DUE_LABELS, page=page, groups=groups,
                            show_owners=show_owners, counts=counts,
                            days=ops.due_soon_days())

@@ -207,3 +207,12 @@ def test_tasks_follow_a_reassigned_case_whoever_moves_it(team, make):
     assert (row.owner_id, row.agency_id) == (elsewhere.id, elsewhere.agency_id)
     assert listed(colleague, ops.OVERDUE) == [] and listed(team["supervisor"], ops.OVERDUE) == []
     assert [r for r, _ in listed(elsewhere, ops.OVERDUE)] == [case.id]
+
+
+def test_task_lists_are_audited(login_as):
+    from app.audit.models import AuditEntry
+    web, _user = login_as("caseworker")
+    assert web.get("/tasks?due=soon").status_code == 200
+    assert web.get("/api/v1/tasks?due=overdue", headers={"X-CSRFToken": web.csrf_token("/")}).status_code == 200
+    rows = db.session.execute(select(AuditEntry.detail).where(AuditEntry.action == "tasks.list")).scalars().all()
+    assert sorted(row["due"] for row in rows) == ["overdue", "soon"]

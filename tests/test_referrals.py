@@ -438,3 +438,58 @@ def test_retention_clears_the_free_text_of_referrals_and_transfers(org, make):
     texts += [e.comment for e in db.session.execute(select(WorkflowEvent)).scalars()]
     assert not any(text and "Amal" in text for text in texts)
     assert referral.status == "approval_rejected" and referral.service_type == "legal"  # counts survive
+
+
+def test_the_override_reason_and_supervisor_comments_stay_on_the_senders_side(org, app):
+    from app.openapi import openapi_document
+    from tests.conftest import WebClient
+    from tests.test_openapi import CheckedApi, Contract
+    case = child(org["caseworker"], consent=False)
+    referral = ops.refer_case(case, org["supervisor"], service_type="legal", recipient_agency_id=org["service"].id,
+                              recipient_user_id=None, sections=["basic_identity"], reason="Documents",
+                              override_reason="SECRET-OVERRIDE the uncle is suspected")
+    db.session.commit()
+    ops.approve_referral(referral, org["supervisor2"], "SECRET-COMMENT watch the uncle")
+    db.session.commit()
+    web = WebClient(app.test_client())
+    web.login(org["provider"].username)
+    html = web.get(f"/referrals/{referral.id}").get_data(as_text=True)
+    assert "Amal" in html and "SECRET-" not in html
+    api = CheckedApi(Contract(openapi_document(app)), web.client, {"X-CSRFToken": web.csrf_token("/")})
+    assert "SECRET-" not in repr(api.get(f"/api/v1/referrals/{referral.id}"))
+    assert "SECRET-" not in repr(api.get("/api/v1/referrals"))
+    sender = WebClient(app.test_client())
+    sender.login(org["supervisor"].username)
+    assert "SECRET-OVERRIDE" in sender.get(f"/referrals/{referral.id}").get_data(as_text=True)
+
+
+def test_consent_withdrawn_or_case_closed_while_waiting_stops_the_referral(org):
+    from cases.operations import close_case, update_case
+    case = child(org["caseworker"])
+    referral = refer(org, case)
+    update_case(case, org["caseworker"], {**case.data, "consent_for_referral": False}, case.version)
+    db.session.commit()
+    with pytest.raises(ops.WorkflowError) as refused:
+        ops.approve_referral(referral, org["supervisor"])
+    assert refused.value.status == 409 and "consent" in refused.value.errors
+    db.session.rollback()
+    other = child(org["caseworker"])
+    second = refer(org, other)
+    ops.approve_referral(second, org["supervisor"])
+    close_case(other, org["caseworker"], "Moved away")
+    db.session.commit()
+    with pytest.raises(ops.WorkflowError) as refused:
+        ops.accept_referral(second, org["provider"])
+    assert refused.value.status == 409
+
+
+def test_a_supervisor_does_not_approve_referrals_of_their_own_cases(org):
+    """S5 as for case approvals: neither one's own request nor a case one owns; nor a case one does not supervise."""
+    case = child(org["supervisor"])  # the supervisor's own case, referred by a colleague of the group
+    referral = ops.refer_case(case, org["supervisor2"], service_type="legal", recipient_agency_id=org["service"].id,
+                              recipient_user_id=None, sections=["basic_identity"], reason="Documents")
+    db.session.commit()
+    for user in (org["supervisor"], org["supervisor2"], org["far_supervisor"]):
+        with pytest.raises(NotPermitted):
+            ops.approve_referral(referral, user)
+    assert not ops.may_decide_approval(org["supervisor"], referral)

@@ -250,6 +250,9 @@ def test_an_anonymised_record_cannot_be_edited_or_reopened(app, make, admin, pla
     case = db.session.get(Case, old.id)
     request = db.session.get(TracingRequest, request.id)
     for attempt in (lambda: reopen_case(case, worker, "New concern"),
+                    lambda: add_note(case, worker, f"Met {NAME} again"),
+                    lambda: add_flag(case, worker, f"{NAME} seen"),
+                    lambda: attach_photo(case, worker),
                     lambda: update_case(case, worker, {"name_first": NAME}, case.version),
                     lambda: reopen_tracing_request(request, officer, "Not them"),
                     lambda: update_trace(request.traces[0], officer, {"name_first": NAME}, None)):

@@ -141,3 +141,19 @@ def test_pages_and_api(org, app, make):
     second = receiver.post(f"/api/v1/cases/{case.id}/transfers", {
         "to_agency_id": org["home"].id, "to_user_id": org["caseworker"].id, "reason": "Back"}, expect=201)["id"]
     assert receiver.post(f"/api/v1/transfers/{second}/cancel", {"reason": "No"})["status"] == "cancelled"
+
+
+def test_a_transfer_offered_before_a_reassignment_cannot_take_the_case(org, make):
+    from cases.operations import assign_cases
+    case = child(org["caseworker"])
+    transfer = offer(org, case)
+    colleague = make.user("caseworker", agency=org["home"], groups=list(org["caseworker"].groups))
+    supervisor = make.user("supervisor", agency=org["home"], groups=list(org["caseworker"].groups))
+    db.session.commit()
+    assign_cases([case], colleague, supervisor)
+    db.session.commit()
+    with pytest.raises(ops.WorkflowError) as refused:
+        ops.accept_transfer(transfer, org["receiver"])
+    assert refused.value.status == 409
+    db.session.rollback()
+    assert db.session.get(type(case), case.id).owner_id == colleague.id

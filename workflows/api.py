@@ -127,17 +127,17 @@ class ReferralSchema(Schema):
     requested_at = fields.DateTime()
     approved_by = fields.Function(lambda r: _name(r.approved_by), metadata=NULLABLE_STRING)
     approval_decided_at = fields.DateTime(allow_none=True)
-    approval_comment = fields.String(allow_none=True)
     answered_by = fields.Function(lambda r: _name(r.answered_by), metadata=NULLABLE_STRING)
     answered_at = fields.DateTime(allow_none=True)
     answer_reason = fields.String(allow_none=True)
     done_at = fields.DateTime(allow_none=True)
     done_note = fields.String(allow_none=True)
     revoked_at = fields.DateTime(allow_none=True)
-    revoke_reason = fields.String(allow_none=True)
 
 
 class ReferralDetailSchema(ReferralSchema):
+    approval_comment = fields.String(allow_none=True, metadata={"description": "Only for the sender's side."})
+    revoke_reason = fields.String(allow_none=True, metadata={"description": "Only for the sender's side."})
     consent_basis = fields.String(allow_none=True, validate=validate.OneOf(("consent", "override")), metadata={
         "description": "Only for callers with the case in scope."})
     override_reason = fields.String(allow_none=True)
@@ -184,11 +184,14 @@ def _conflict(message: str):
 
 
 def _referral_detail(referral) -> dict:
+    sender_side = views.sees_case(current_user, referral.case) or referral.requested_by_id == current_user.id
     body = ReferralSchema().dump(referral)
-    body.update(events=WorkflowEventSchema(many=True).dump(ops.events_of("referral", referral.id)),
-                consent_basis=None, override_reason=None, shared_data=None)
-    if views.sees_case(current_user, referral.case):
-        body["consent_basis"], body["override_reason"] = referral.consent_basis, referral.override_reason
+    body.update(events=WorkflowEventSchema(many=True).dump(views.steps_for("referral", referral.id, sender_side)),
+                consent_basis=None, override_reason=None, approval_comment=None, revoke_reason=None,
+                shared_data=None)
+    if sender_side:
+        body.update(consent_basis=referral.consent_basis, override_reason=referral.override_reason,
+                    approval_comment=referral.approval_comment, revoke_reason=referral.revoke_reason)
     if ops.is_referral_recipient(current_user, referral) and referral.is_active:
         body["shared_data"] = ops.shared_values(referral, current_user)[2]
     return body
@@ -319,8 +322,10 @@ def revoke_referral(referral_id):
 # --- transfers ----------------------------------------------------------------------------------------
 
 def _transfer_detail(transfer) -> dict:
+    sender_side = (views.sees_case(current_user, transfer.case)
+                   or current_user.id in (transfer.requested_by_id, transfer.from_user_id))
     body = TransferSchema().dump(transfer)
-    body["events"] = WorkflowEventSchema(many=True).dump(ops.events_of("transfer", transfer.id))
+    body["events"] = WorkflowEventSchema(many=True).dump(views.steps_for("transfer", transfer.id, sender_side))
     return body
 
 

@@ -35,7 +35,7 @@ from app.permissions import (
     register_permission,
 )
 from app.records.models import STATUS_OPEN
-from app.records.operations import record_change
+from app.records.operations import EditConflict, flush_with_version_check, record_change
 from app.records.retention import register_anonymiser
 from app.records.views import ACTION_LABELS, RECORD_FIELD_LABELS, STATUS_VALUE_LABELS
 from app.users.models import Agency, User
@@ -312,7 +312,7 @@ def refer_case(case, user, *, service_type: str, recipient_agency_id: int | None
     referral.case = case
     db.session.add(referral)
     db.session.flush()
-    _event("referral", referral.id, "requested", user, override)
+    _event("referral", referral.id, "requested", user)  # the override reason stays on the sender's side
     record_change(case, "referral_requested", user, [
         {"field": "@referral", "old": None, "new": service_type}], override)
     record_audit("referral.request", "case", case.id, detail={
@@ -325,11 +325,32 @@ def refer_case(case, user, *, service_type: str, recipient_agency_id: int | None
     return referral
 
 
+def may_decide_approval(user, referral: Referral) -> bool:
+    """Supervisors decide referrals of cases they supervise through their own role's scope, never
+    their own requests nor referrals of cases they own (S5), as for case approvals."""
+    from cases.approvals import supervises
+    return (can(user, REFERRALS_APPROVE) and referral.requested_by_id != user.id
+            and referral.case.owner_id != user.id and supervises(user, referral.case))
+
+
+def _ensure_still_shareable(referral: Referral) -> None:
+    """Consent and an open case are checked again when the referral goes out (S6): either may have
+    changed while it waited."""
+    case = referral.case
+    if case.status != STATUS_OPEN:
+        raise WorkflowError({"case": [_l("The case was closed: the referral can no longer go out.")]}, status=409)
+    if referral.consent_basis != BASIS_OVERRIDE and not has_sharing_consent(case):
+        raise WorkflowError({"consent": [_l(
+            "The consent to share with services was withdrawn from the case: the referral can no longer go out.")]},
+            status=409)
+
+
 def approve_referral(referral: Referral, user, comment: str | None = None) -> None:
-    """A supervisor lets the referral go to its recipient (never their own request: S5)."""
-    if referral.requested_by_id == user.id:
+    """A supervisor lets the referral go to its recipient (never their own request or case: S5)."""
+    if not may_decide_approval(user, referral):
         raise NotPermitted("referral.approve", "referral", referral.id)
     comment = _optional_text(comment, "comment")
+    _ensure_still_shareable(referral)
     now = utcnow()
     _transition(Referral, referral, (PENDING_APPROVAL,), {
         "status": SENT, "approved_by_id": user.id, "approval_decided_at": now, "approval_comment": comment,
@@ -349,7 +370,7 @@ def approve_referral(referral: Referral, user, comment: str | None = None) -> No
 
 def reject_referral_approval(referral: Referral, user, comment: str) -> None:
     """A supervisor refuses to let the referral go, saying why."""
-    if referral.requested_by_id == user.id:
+    if not may_decide_approval(user, referral):
         raise NotPermitted("referral.approve", "referral", referral.id)
     comment = _required_text(comment, "comment", _l("Say why the referral is not approved."))
     now = utcnow()
@@ -376,6 +397,7 @@ def accept_referral(referral: Referral, user) -> None:
     """The recipient takes the referral on (an agency-wide referral becomes theirs)."""
     if not is_referral_recipient(user, referral):
         raise NotPermitted("referral.accept", "referral", referral.id)
+    _ensure_still_shareable(referral)
     now = utcnow()
     _transition(Referral, referral, (SENT,), {
         "status": ACCEPTED, "answered_by_id": user.id, "answered_at": now, "updated_at": now,
@@ -456,6 +478,8 @@ def request_transfer(case, user, *, to_agency_id: int | None, to_user_id: int | 
                                          ("to_agency_id", "to_user_id"))
     if recipient is not None and recipient.id == case.owner_id:
         raise WorkflowError({"to_user_id": [_l("This user already owns the case.")]})
+    from cases.models import Case
+    db.session.execute(select(Case.id).where(Case.id == case.id).with_for_update())  # serialise the check
     pending = db.session.execute(select(Transfer.id).where(
         Transfer.case_id == case.id, Transfer.status == TRANSFER_PENDING)).first()
     if pending:
@@ -468,7 +492,7 @@ def request_transfer(case, user, *, to_agency_id: int | None, to_user_id: int | 
     transfer.case = case
     db.session.add(transfer)
     db.session.flush()
-    _event("transfer", transfer.id, "requested", user, override)
+    _event("transfer", transfer.id, "requested", user)
     record_change(case, "transfer_requested", user, [{"field": "@transfer", "old": None, "new": TRANSFER_REQUESTED}],
                   reason)
     record_audit("transfer.request", "case", case.id, detail={
@@ -486,6 +510,10 @@ def accept_transfer(transfer: Transfer, user) -> None:
     case = transfer.case
     if case.status != STATUS_OPEN:
         raise WorkflowError({"case": [_l("Only an open case can be transferred.")]}, status=409)
+    if case.owner_id != transfer.from_user_id:
+        raise WorkflowError({"case": [_l(
+            "The case changed hands since this transfer was offered: ask its caseworker to offer it again.")]},
+            status=409)
     now = utcnow()
     _transition(Transfer, transfer, (TRANSFER_PENDING,), {
         "status": TRANSFER_ACCEPTED, "answered_by_id": user.id, "answered_at": now},
@@ -495,7 +523,11 @@ def accept_transfer(transfer: Transfer, user) -> None:
     case.owner_id, case.agency_id = user.id, user.agency_id
     case.groups = [group for group in user.groups if group.is_active]
     case.updated_by_id, case.updated_at = user.id, now
-    db.session.flush()  # the version moves: an edit based on the old version now conflicts (R1)
+    try:
+        flush_with_version_check(case, {})  # the version moves: an edit based on the old one now conflicts (R1)
+    except EditConflict:
+        raise WorkflowError({"case": [_l("Someone saved the case at the same moment: try again.")]},
+                            status=409) from None
     _event("transfer", transfer.id, "accepted", user)
     record_change(case, "transfer_accepted", user, [{"field": "@owner", "old": before["@owner"],
                                                      "new": user.full_name}])

@@ -12,6 +12,8 @@ approved), or anyone with the case in scope (cases:read). Anyone else gets 404, 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -113,6 +115,27 @@ def load_referral(referral_id, *, approver: bool = False) -> Referral:
             return referral
     record_denial("out_of_scope", "referral", str(referral_id))
     abort(404)
+
+
+@dataclass(frozen=True)
+class StepView:
+    """A step as one reader may see it."""
+    action: str
+    at: object
+    user: object
+    comment: str | None
+
+
+# What the receiving side may read of the steps: its own answers. The sender's reasons and the
+# supervisor's comments stay with those who have the case in scope (they can be the most sensitive
+# text of a case: who is suspected, why consent was overridden).
+RECIPIENT_SIDE_STEPS = {"accepted", "rejected", "done"}
+
+
+def steps_for(subject_type: str, subject_id: str, reader_sees_case: bool) -> list[StepView]:
+    return [StepView(e.action, e.at, e.user,
+                     e.comment if reader_sees_case or e.action in RECIPIENT_SIDE_STEPS else None)
+            for e in ops.events_of(subject_type, subject_id)]
 
 
 def load_transfer(transfer_id) -> Transfer:
@@ -237,9 +260,10 @@ def referral_box_query(user, box: str):
     if box == "approval":
         if not can(user, ops.REFERRALS_APPROVE) or not can(user, CASES_READ):
             return None
-        visible = select(Case.id).where(scope_filter(user, Case))
+        from cases.approvals import supervised_cases
+        decidable = select(Case.id).where(scope_filter(user, Case), supervised_cases(user), Case.owner_id != user.id)
         return (query.where(Referral.status == PENDING_APPROVAL, Referral.requested_by_id != user.id,
-                            Referral.case_id.in_(visible)).order_by(Referral.requested_at))
+                            Referral.case_id.in_(decidable)).order_by(Referral.requested_at))
     if not can(user, ops.REFERRALS_RECEIVE):
         return None
     return query.where(ops.received_referrals_clause(user)).order_by(Referral.updated_at.desc())
@@ -265,8 +289,7 @@ def referral_actions(referral: Referral, user) -> set[str]:
     """What `user` may do to `referral` now (the operations check again)."""
     actions = set()
     is_requester = referral.requested_by_id == user.id
-    if referral.status == PENDING_APPROVAL and not is_requester and can(user, ops.REFERRALS_APPROVE) \
-            and sees_case(user, referral.case):
+    if referral.status == PENDING_APPROVAL and ops.may_decide_approval(user, referral):
         actions.update({"approve", "reject_approval"})
     if ops.is_referral_recipient(user, referral):
         if referral.status == SENT:
@@ -291,10 +314,12 @@ def show_referral(referral_id):
     else:
         record_audit("referral.view", "case", referral.case_id, detail={"referral": referral.id})
     db.session.commit()
+    in_scope = sees_case(current_user, referral.case)
     return render_template("workflows/referral.html", referral=referral, is_recipient=is_recipient,
-                           sees_case=sees_case(current_user, referral.case), definition=definition,
+                           sees_case=in_scope, definition=definition,
                            access=access, values=values, actions=referral_actions(referral, current_user),
-                           events=ops.events_of("referral", referral.id), errors={})
+                           events=steps_for("referral", referral.id, in_scope or
+                                            referral.requested_by_id == current_user.id), errors={})
 
 
 REFERRAL_ACTIONS = {
@@ -383,10 +408,12 @@ def show_transfer(transfer_id):
     transfer = load_transfer(transfer_id)
     record_audit("transfer.view", "case", transfer.case_id, detail={"transfer": transfer.id})
     db.session.commit()
+    in_scope = sees_case(current_user, transfer.case)
     return render_template("workflows/transfer_show.html", transfer=transfer,
-                           summary=transfer_summary(transfer), sees_case=sees_case(current_user, transfer.case),
+                           summary=transfer_summary(transfer), sees_case=in_scope,
                            actions=transfer_actions(transfer, current_user),
-                           events=ops.events_of("transfer", transfer.id))
+                           events=steps_for("transfer", transfer.id, in_scope or
+                                            current_user.id in (transfer.requested_by_id, transfer.from_user_id)))
 
 
 TRANSFER_ACTIONS = {

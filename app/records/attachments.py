@@ -19,7 +19,7 @@ from sqlalchemy import select
 from app.audit.operations import record_audit
 from app.extensions import db
 from app.records.models import RecordAttachment
-from app.records.operations import RecordError
+from app.records.operations import RecordError, ensure_not_anonymised
 
 PHOTO = "photo"
 DOCUMENT = "document"
@@ -58,6 +58,7 @@ def _path_for(storage_name: str) -> Path:
 
 def store_attachment(record, field_key: str, kind: str, upload, user) -> RecordAttachment:
     """Check and store one uploaded file (a werkzeug FileStorage) on `record`."""
+    ensure_not_anonymised(record)
     limit = current_app.config["MAX_PHOTO_BYTES" if kind == PHOTO else "MAX_DOCUMENT_BYTES"]
     content = upload.stream.read(limit + 1)
     if not content:

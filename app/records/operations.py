@@ -107,6 +107,7 @@ def flush_with_version_check(record, theirs: dict) -> None:
 
 
 def add_note(record, user, body: str, subject: str = "") -> RecordNote:
+    ensure_not_anonymised(record)
     body = (body or "").strip()
     if not body:
         raise RecordError({"body": [_("Write the note before saving it.")]})
@@ -122,6 +123,7 @@ def add_note(record, user, body: str, subject: str = "") -> RecordNote:
 
 
 def add_flag(record, user, reason: str) -> RecordFlag:
+    ensure_not_anonymised(record)
     reason = (reason or "").strip()
     if not reason:
         raise RecordError({"reason": [_("Say why you flag this record.")]})
@@ -136,6 +138,7 @@ def add_flag(record, user, reason: str) -> RecordFlag:
 
 def resolve_flag(record, flag_id: int, user, resolution: str) -> RecordFlag:
     """Resolve an open flag. Two supervisors resolving at once: exactly one wins (R2)."""
+    ensure_not_anonymised(record)
     resolution = (resolution or "").strip()
     if not resolution:
         raise RecordError({"resolution": [_("Say how the concern was resolved.")]})
