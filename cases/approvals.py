@@ -31,7 +31,7 @@ from app.extensions import db
 from app.i18n import N_
 from app.permissions import NotPermitted, can, scope_filter
 from app.records.models import STATUS_OPEN
-from app.records.operations import RecordError, record_change
+from app.records.operations import EditConflict, RecordError, record_change
 from app.records.retention import register_anonymiser
 from app.records.views import ACTION_LABELS, RECORD_FIELD_LABELS, STATUS_VALUE_LABELS
 from app.seeding import register_demo_seeder
@@ -292,14 +292,17 @@ def decide_approval(approval: CaseApproval, user, approve: bool, comment: str = 
     status = APPROVAL_APPROVED if approve else APPROVAL_REJECTED
     _leave_pending(approval, user, status, comment)
     case = approval.case
-    if approve and approval.approval_type == APPROVAL_CLOSURE:
-        try:
-            ops.close_case(case, user, approval.request_note or "", approved=approval)
-        except RecordError as error:
-            raise ApprovalError(error.errors, status=409) from error
     changes = [{"field": f"@approval_{approval.approval_type}", "old": APPROVAL_PENDING, "new": status}]
-    if approve and approval.approval_type == APPROVAL_CASE_PLAN:
-        changes += _start_services(case, user)
+    try:
+        if approve and approval.approval_type == APPROVAL_CLOSURE:
+            ops.close_case(case, user, approval.request_note or "", approved=approval)
+        if approve and approval.approval_type == APPROVAL_CASE_PLAN:
+            changes += _start_services(case, user)
+    except RecordError as error:
+        raise ApprovalError(error.errors, status=409) from error
+    except EditConflict:  # someone saved the case at this moment: a 409 to retry, never a 500 (R1)
+        raise ApprovalError({"case": [_("Someone saved the case at the same moment: try again.")]},
+                            status=409) from None
     record_change(case, f"approval_{status}", user, changes, comment or None)
     record_audit(f"case.approval_{status}", "case", case.id,
                  detail={"approval_id": approval.id, "approval_type": approval.approval_type}, user=user)
