@@ -20,7 +20,6 @@ absent). Operations flush; the view or API handler commits once.
 """
 from __future__ import annotations
 
-from flask import current_app, has_request_context, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import exists, false, select, true, update
@@ -29,6 +28,7 @@ from app.audit.operations import record_audit, record_denial
 from app.db import utcnow
 from app.extensions import db
 from app.i18n import N_
+from app.notifications.operations import relative_url
 from app.permissions import NotPermitted, can, scope_filter
 from app.records.models import STATUS_OPEN
 from app.records.operations import EditConflict, RecordError, record_change
@@ -270,7 +270,7 @@ def request_approval(case: Case, user, approval_type: str, note: str = "") -> Ca
     record_audit("case.approval_requested", "case", case.id,
                  detail={"approval_id": approval.id, "approval_type": approval_type}, user=user)
     _notify(supervisors_of(case), "approval_requested", REQUESTED_MESSAGES[approval_type], case, user,
-            link("approvals.queue"))
+            relative_url("approvals.queue"))
     return approval
 
 
@@ -307,7 +307,7 @@ def decide_approval(approval: CaseApproval, user, approve: bool, comment: str = 
     record_audit(f"case.approval_{status}", "case", case.id,
                  detail={"approval_id": approval.id, "approval_type": approval.approval_type}, user=user)
     _notify([approval.requested_by], "approval_decided", DECIDED_MESSAGES[(approval.approval_type, status)],
-            case, user, link("cases.show_case", record_id=case.id) + "#approvals")
+            case, user, relative_url("cases.show_case", record_id=case.id) + "#approvals")
     return approval
 
 
@@ -349,14 +349,6 @@ def _start_services(case: Case, user) -> list[dict]:
     from app.records.operations import flush_with_version_check
     flush_with_version_check(case, {})
     return [{"field": "@workflow_stage", "old": before, "new": STAGE_SERVICES}]
-
-
-def link(endpoint: str, **values) -> str:
-    """A site-relative URL for a notification, also from a CLI command or job (no request there)."""
-    if has_request_context():
-        return url_for(endpoint, **values)
-    adapter = current_app.url_map.bind("localhost", script_name=current_app.config.get("APPLICATION_ROOT") or "/")
-    return adapter.build(endpoint, values)
 
 
 def _notify(recipients, kind: str, message: str, case: Case, actor, url: str) -> None:

@@ -208,7 +208,7 @@ def assign_cases(cases: list[Case], new_owner, actor, note: str = "") -> list[Ca
     """
     from app.i18n import N_
     from app.notifications.operations import notify
-    from cases.approvals import link
+    from app.notifications.operations import relative_url
     note = (note or "").strip()
     if not cases:
         raise RecordError({"case_ids": [_("Choose at least one case.")]})
@@ -232,10 +232,10 @@ def assign_cases(cases: list[Case], new_owner, actor, note: str = "") -> list[Ca
         moved.append(case)
     if len(moved) == 1:
         notify([new_owner], "case_assigned", N_("Case %(case)s is assigned to you"), {"case": moved[0].short_id},
-               actor=actor, record=moved[0], url=link("cases.show_case", record_id=moved[0].id))
+               actor=actor, record=moved[0], url=relative_url("cases.show_case", record_id=moved[0].id))
     elif moved:
         notify([new_owner], "case_assigned", N_("%(count)s cases are assigned to you"), {"count": str(len(moved))},
-               actor=actor, url=link("cases.list_cases"))
+               actor=actor, url=relative_url("cases.list_cases"))
     return moved
 
 
