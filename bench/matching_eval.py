@@ -330,6 +330,15 @@ class BulkLoader:
             keys |= name_keys(text)
         self.keys.extend((record_type, record_id, NAME_KIND, key[:64]) for key in sorted(keys))
         self.n_keys += len(keys)
+        # ... and what matching.tasks._index_relatives stores (parents' and caregiver's names).
+        try:
+            from matching.engine import RELATIVE_KIND, relative_keys_of, relative_texts
+        except ImportError:  # an engine without relative keys
+            return
+        if record_type in ("case", "trace"):
+            relatives = relative_keys_of(relative_texts(record_type, data))
+            self.keys.extend((record_type, record_id, RELATIVE_KIND, key[:64]) for key in sorted(relatives))
+            self.n_keys += len(relatives)
 
     def add(self, batch: gen.Batch) -> None:
         from app.records.values import denormalised_values, display_name
@@ -654,6 +663,8 @@ class EngineResult:
     evaluate_seconds: float = 0.0
     quality: Quality | None = None
     proposals_no_consent: int = 0
+    # Reliability of the stored probabilities: (low, high, proposals, share that are the expected pair).
+    reliability: list[tuple[float, float, int, float]] = field(default_factory=list)
 
 
 def engine_phase(database_url: str, load: LoadResult, seed: int, blocking_sample: int, latency_sample: int,
@@ -728,13 +739,22 @@ def engine_phase(database_url: str, load: LoadResult, seed: int, blocking_sample
         proposal = matching_models.MatchProposal
         pending = getattr(matching_models, "PENDING", "pending")
         rows = db.session.execute(
-            select(proposal.trace_id, proposal.case_id, proposal.score, proposal.likelihood)
+            select(proposal.trace_id, proposal.case_id, proposal.score, proposal.likelihood, proposal.probability)
             .where(proposal.status == pending).execution_options(yield_per=20_000))
         kept_rows = []
-        for trace_id, case_id, score, likelihood in rows:
+        bins = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0001]
+        tally = [[0, 0] for _ in bins[:-1]]
+        for trace_id, case_id, score, likelihood, probability in rows:
             if case_id in load.no_consent:
                 result.proposals_no_consent += 1
             kept_rows.append((trace_id, case_id, score, likelihood))
+            for i in range(len(bins) - 1):
+                if bins[i] <= (probability or 0.0) < bins[i + 1]:
+                    tally[i][0] += 1
+                    tally[i][1] += expected.get(trace_id) == case_id
+                    break
+        result.reliability = [(bins[i], min(bins[i + 1], 1.0), n, right / n if n else 0.0)
+                              for i, (n, right) in enumerate(tally)]
         outcomes = outcomes_from_proposals(kept_rows, expected)
         del kept_rows
         result.quality = summarise(outcomes, load.truth, load.no_consent, load.tags)
@@ -890,8 +910,20 @@ def report(args, load_phase_result: PhaseResult, engine: PhaseResult | None, bas
     print(f"\n{'':{width}}  {'engine':<{w1}}  baseline (rapidfuzz ratio)", file=out)
     for label, ev, bv in rows:
         print(f"{label:{width}}  {ev:<{w1}}  {bv}", file=out)
+    print_reliability(e, out)
     if args.by_tag:
         print_by_tag(load, eq, bq, out)
+
+
+def print_reliability(e: EngineResult | None, out=sys.stdout) -> None:
+    """Stored probability against the share of proposals that are the true pair."""
+    if e is None or not e.available or not e.reliability:
+        return
+    print("\nReliability of the engine's probabilities (pending proposals)", file=out)
+    print(f"{'probability':<14}{'proposals':>10}{'right':>8}", file=out)
+    for low, high, n, right in e.reliability:
+        print(f"{low:.2f}-{high:.2f}    {n:>10,}{right:>8.3f}" if n else f"{low:.2f}-{high:.2f}    {0:>10}{'':>8}",
+              file=out)
 
 
 def print_by_tag(load: LoadResult, eq: Quality | None, bq: Quality | None, out=sys.stdout) -> None:

@@ -6,13 +6,17 @@
    nationality, ethnicity, religion). A trace also brings its inquirer's name and
    relationship from its tracing request.
 2. **Blocking.** Candidates share name keys (transliteration-aware phonetic keys and
-   consonant skeletons, kept in `record_keys` on every save). Keys are weighed by rarity
-   (inverse document frequency); the best `MAX_CANDIDATES` by summed key weight are
-   scored, so a very common name ("Mohamed") cannot explode a block while a rare shared
-   name always gets through.
+   consonant skeletons, kept in `record_keys` on every save) of the child's names or of
+   its parents' and caregiver's names (kind "relative"). A cheap first stage ranks them by
+   the rarity of the keys shared per name token, sex, birth year and place of separation;
+   a very common key ("Mohamed") is split by a second key (compatible sex and birth year),
+   so it cannot flood the candidates, and only the best `FIRST_STAGE_KEEP` are compared in
+   full. A full re-match (`run_all`, `flask matching run`) uses an in-memory index of the
+   cases (`CaseIndex`) instead of a query per trace, with the same ranking.
 3. **Scoring.** A Fellegi-Sunter model: every comparator returns a level; each level has
    m = P(level | same child) and u = P(level | different children); the evidence weight is
-   log2(m/u). Weights add up with a prior into a match weight, turned into a probability.
+   log2(m/u). Weights add up with a prior into a match weight, turned into a calibrated
+   probability (`WEIGHT_SCALE`, fitted on the benchmark: pairs shown 90 % are right ~90 %).
    Name agreement is adjusted by term frequency: sharing a rare name counts more than
    sharing "Mohamed". Defaults below work with no training; `estimate_parameters` can
    re-estimate m and u from reviewers' decisions. Pairs at or above the `possible`
@@ -24,13 +28,14 @@
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 
 from app.db import utcnow
 from app.extensions import db
@@ -49,10 +54,18 @@ from matching.models import (
 )
 from matching.names import name_key, name_keys, name_tokens
 
-MAX_CANDIDATES = 200
-DEFAULT_LIKELY = 0.9
-DEFAULT_POSSIBLE = 0.3
-DEFAULT_PRIOR = -9.0  # log2 odds that a candidate pair is the same child before any evidence
+# Calibration (bench/README.md, "Calibration"): the evidence weights below are not independent
+# (names, the given name, the name frequency and the parents' names all say much the same), so
+# their plain sum is overconfident: pairs shown "> 99 %" were right 89 % of the time. The match
+# weight is therefore scaled before it becomes a probability, and the prior and the scale were
+# fitted (logistic regression) on the first-stage candidates of the 10,000 x 10,000 benchmark, so
+# that pairs shown 90 % are right about 90 % of the time. The thresholds follow: `likely` is
+# right about 19 times in 20 on that benchmark; `possible` keeps nearly every true pair while
+# proposing about two cases per trace.
+DEFAULT_LIKELY = 0.8
+DEFAULT_POSSIBLE = 0.02
+DEFAULT_PRIOR = -15.4  # log2 odds that a candidate pair is the same child before any evidence
+WEIGHT_SCALE = 0.6     # calibrated log2 odds = WEIGHT_SCALE * (prior + summed weights)
 
 # m and u per comparator level (documented defaults; an administrator can override them).
 DEFAULT_PARAMETERS: dict[str, dict[str, tuple[float, float]]] = {
@@ -94,6 +107,7 @@ DEFAULT_PARAMETERS: dict[str, dict[str, tuple[float, float]]] = {
 # log2(TF_REFERENCE / f), clamped, so rare names count more and common ones less.
 TF_REFERENCE = 0.01
 TF_CLAMP = 3.0
+TF_PSEUDO_RECORDS = 1000
 MATCHED_TOKEN_LEVELS = {"exact", "variant", "nickname", "phonetic", "transliteration"}
 
 # Tags whose change may change a match (a rejected pair may come back only after one of these).
@@ -292,7 +306,7 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
         tf = 0.0
         for match in getattr(names, "matches", ()):
             if str(match.level) in MATCHED_TOKEN_LEVELS:
-                share = max(frequencies.get(name_key(match.b), 0.0), 1e-5)
+                share = frequencies.get(name_key(match.b)) or frequencies.get("", TF_REFERENCE)
                 tf += max(-TF_CLAMP, min(TF_CLAMP, math.log2(TF_REFERENCE / share)))
         if tf:
             evidence.append({"comparator": "name_frequency", "level": "rare" if tf > 0 else "common",
@@ -336,9 +350,11 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
 
 
 def probability(score: float) -> float:
-    if score > 50:
+    """The calibrated probability that a pair with this match weight is the same child."""
+    log_odds = WEIGHT_SCALE * score
+    if log_odds > 50:
         return 1.0
-    odds = 2.0 ** score
+    odds = 2.0 ** log_odds
     return odds / (1.0 + odds)
 
 
@@ -363,6 +379,56 @@ def _ancestors(code: str) -> list[str]:
 
 
 # --- blocking ------------------------------------------------------------------------------------
+#
+# Candidates share name keys (`record_keys`, kind "name": the child's own names) or the keys of
+# the names of its parents and caregiver (kind "relative", kept by matching.tasks on every save):
+# a child whose only recorded name has a typo is still found through a father's name that is the
+# chain name on the other side. A cheap first stage ranks every record that shares a key:
+# each token of the record being matched adds the rarity (idf) of its best shared key, the
+# child's own given name counts more and relatives' names less, then a different sex or a
+# distant birth year costs points. Only the best `FIRST_STAGE_KEEP` are compared in full.
+# A common key ("Mohamed", shared by more than COMMON_SHARE of the records) is split by a
+# second key: it only brings records of a compatible sex and birth year, so a very common
+# name never floods the candidates and a true pair is not crowded out by namesakes.
+
+RELATIVE_KIND = "relative"
+RELATIVE_TAGS = ("mother_name", "father_name", "caregiver_name")
+FIRST_STAGE_KEEP = 30
+COMMON_SHARE = 0.02
+COMMON_MIN = 200
+COMMON_MAX_YEARS = 8.0          # a common key only brings records born within this many years
+GIVEN_TOKEN_WEIGHT = 1.5
+RELATIVE_TOKEN_WEIGHT = 0.5
+SEX_PENALTY = 4.0
+AGE_TOLERANCE = 2.0             # years of birth-year difference that cost nothing
+AGE_TOLERANCE_ESTIMATED = 4.0   # ... when either age is an estimate
+AGE_PENALTY_PER_YEAR = 1.5
+AGE_PENALTY_MAX = 6.0
+AGE_CLOSE_BONUS = 1.0           # birth years within a year: namesakes of other ages rank lower
+PLACE_BONUS = {0: 2.0, 1: 1.0, 2: 0.5}  # same place, one level up (district), two (region)
+_OPPOSITE_SEX = {"male": "female", "female": "male"}
+_OWN_NAME_PARTS = ("given", "full")
+_NAME_PART_ORDER = ("given", "middle", "family", "full", "nickname", "other")
+
+
+@dataclass(frozen=True)
+class BlockingToken:
+    """The keys of one name token of the record being matched, and how much sharing it counts."""
+
+    keys: frozenset[str]
+    weight: float
+    relative: bool
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What the first stage knows of a record besides its keys."""
+
+    sex: str            # "male", "female" or "" (unknown, other)
+    birth_year: float | None
+    estimated: bool
+    place: tuple[str, ...] = ()  # the place of separation and its ancestors, nearest first
+
 
 def person_keys(person: Person) -> set[str]:
     keys: set[str] = set()
@@ -370,6 +436,178 @@ def person_keys(person: Person) -> set[str]:
         for value in values:
             keys |= name_keys(value)
     return keys
+
+
+def relative_texts(record_type: str, data: Mapping) -> list[str]:
+    """The names of a record's mother, father and caregiver (fields tagged for matching)."""
+    from forms.operations import fields_with_matching_tag
+    texts = []
+    for tag in RELATIVE_TAGS:
+        for key in fields_with_matching_tag(record_type, tag):
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                texts.append(value.strip())
+    return texts
+
+
+def relative_keys_of(texts: Iterable[str]) -> set[str]:
+    keys: set[str] = set()
+    for text in texts:
+        keys |= name_keys(text)
+    return keys
+
+
+def index_relatives(record) -> None:
+    """Replace the record's relative-name keys (kind "relative"), as index_names does for names."""
+    from sqlalchemy import delete, insert
+    keys = relative_keys_of(relative_texts(record.RECORD_TYPE, record.data or {}))
+    db.session.execute(delete(RecordKey).where(RecordKey.record_type == record.RECORD_TYPE,
+                                               RecordKey.record_id == record.id,
+                                               RecordKey.kind == RELATIVE_KIND))
+    if keys:
+        db.session.execute(insert(RecordKey), [
+            {"record_type": record.RECORD_TYPE, "record_id": record.id, "kind": RELATIVE_KIND, "key": key[:64]}
+            for key in sorted(keys)])
+
+
+def index_all_relatives(batch: int = 2000) -> int:
+    """Write the relative-name keys of every case and trace (records saved before these keys
+    existed have none); returns the number of keys written. The caller commits."""
+    from sqlalchemy import delete, insert
+
+    from cases.models import Case
+    from tracing.models import Trace
+    written = 0
+    db.session.execute(delete(RecordKey).where(RecordKey.kind == RELATIVE_KIND))
+    for model, record_type in ((Case, "case"), (Trace, "trace")):
+        rows: list[dict] = []
+        for record_id, data in db.session.execute(select(model.id, model.data).execution_options(yield_per=batch)):
+            rows.extend({"record_type": record_type, "record_id": record_id, "kind": RELATIVE_KIND, "key": key[:64]}
+                        for key in sorted(relative_keys_of(relative_texts(record_type, data or {}))))
+            if len(rows) >= batch:
+                db.session.execute(insert(RecordKey), rows)
+                written, rows = written + len(rows), []
+        if rows:
+            db.session.execute(insert(RecordKey), rows)
+            written += len(rows)
+    return written
+
+
+def blocking_tokens(person: Person) -> list[BlockingToken]:
+    """One entry per name token: the child's own names, then the parents' and caregiver's."""
+    tokens: list[BlockingToken] = []
+    first = True
+    for part in (*_NAME_PART_ORDER, *(p for p in person.names if p not in _NAME_PART_ORDER)):
+        for value in person.names.get(part, []):
+            for token in name_tokens(value):
+                keys = frozenset(name_keys(token))
+                if keys:
+                    own = first and part in _OWN_NAME_PARTS
+                    tokens.append(BlockingToken(keys, GIVEN_TOKEN_WEIGHT if own else 1.0, False))
+                first = False
+    for value in (person.mother_name, person.father_name, person.caregiver_name):
+        for token in name_tokens(value):
+            keys = frozenset(name_keys(token))
+            if keys:
+                tokens.append(BlockingToken(keys, RELATIVE_TOKEN_WEIGHT, True))
+    return tokens
+
+
+def _sex_code(value) -> str:
+    sex = cmp._sex(str(value)) if value else "unknown"
+    return sex if sex in _OPPOSITE_SEX else ""
+
+
+def _year_of(when: date | None, age: float | None) -> float | None:
+    if when is None or age is None:
+        return None
+    return when.year + when.timetuple().tm_yday / 366.0 - float(age) - 0.5
+
+
+def person_attributes(person: Person, ancestors=None) -> Attributes:
+    place = tuple((ancestors or _ancestors)(person.locations[0])) if person.locations else ()
+    born = _as_date(person.date_of_birth)
+    if born is not None:
+        return Attributes(_sex_code(person.sex), born.year + born.timetuple().tm_yday / 366.0, False, place)
+    return Attributes(_sex_code(person.sex), _year_of(person.age_date, person.age), person.age_estimated, place)
+
+
+def _place_bonus(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+    if not a or not b:
+        return 0.0
+    index_b = {code: j for j, code in reversed(list(enumerate(b)))}
+    best = min((max(i, index_b[code]) for i, code in enumerate(a) if code in index_b), default=None)
+    return PLACE_BONUS.get(best, 0.0) if best is not None else 0.0
+
+
+def row_attributes(record_type: str, sex, age, created_at, location_code=None, ancestors=None) -> Attributes:
+    """Attributes from a record's indexed columns (what a SQL candidate row carries).
+
+    A case's age is told at registration (`created_at`); a trace's at separation, which may
+    be years before the inquiry (`created_at`), so a trace's birth year is an estimate.
+    """
+    if isinstance(created_at, str):
+        created_at = _as_date(created_at)
+    when = created_at.date() if isinstance(created_at, datetime) else created_at
+    place = tuple((ancestors or _ancestors)(location_code)) if location_code else ()
+    return Attributes(_sex_code(sex), _year_of(when, age), record_type == "trace", place)
+
+
+def _compatible(query: Attributes, other: Attributes) -> bool:
+    """May a record reached only through a common key be this child? (the second key)"""
+    if query.sex and other.sex and _OPPOSITE_SEX[query.sex] == other.sex:
+        return False
+    if query.birth_year is not None and other.birth_year is not None:
+        return abs(query.birth_year - other.birth_year) <= COMMON_MAX_YEARS
+    return True
+
+
+def _is_common(count: int, total: int) -> bool:
+    return count > max(COMMON_MIN, COMMON_SHARE * total)
+
+
+def rank_candidates(tokens: list[BlockingToken], postings: Mapping[tuple[str, str], Iterable[str]],
+                    counts: Mapping[tuple[str, str], int], total: int, query: Attributes,
+                    attributes: Mapping[str, Attributes], limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
+    """The first stage: the `limit` best (record id, cheap score) sharing a key, best first.
+
+    `postings` maps (kind, key) to the ids holding it; `counts` gives each key's document
+    frequency among `total` records (its idf); `attributes` the candidates' sex and birth year.
+    """
+    total = max(total, 1)
+    score: dict[str, float] = {}
+    for token in tokens:
+        best: dict[str, float] = {}
+        for key in token.keys:
+            for kind in (NAME_KIND, RELATIVE_KIND):
+                ids = postings.get((kind, key))
+                if not ids:
+                    continue
+                across = kind == RELATIVE_KIND or token.relative
+                count = counts.get((kind, key), 0) or 1
+                # Smoothed idf: a key every record holds still makes a candidate (a small database).
+                value = math.log((total + 1) / count) * (RELATIVE_TOKEN_WEIGHT if across else token.weight)
+                common = _is_common(count, total)
+                for record_id in ids:
+                    if best.get(record_id, -1.0) < value and (
+                            not common or _compatible(query, attributes[record_id])):
+                        best[record_id] = value
+        for record_id, value in best.items():
+            score[record_id] = score.get(record_id, 0.0) + value
+    for record_id in score:
+        other = attributes[record_id]
+        if query.sex and other.sex and query.sex != other.sex:
+            score[record_id] -= SEX_PENALTY
+        if query.birth_year is not None and other.birth_year is not None:
+            tolerance = AGE_TOLERANCE_ESTIMATED if (query.estimated or other.estimated) else AGE_TOLERANCE
+            gap = abs(query.birth_year - other.birth_year) - tolerance
+            if gap > 0:
+                score[record_id] -= min(AGE_PENALTY_MAX, gap * AGE_PENALTY_PER_YEAR)
+            elif abs(query.birth_year - other.birth_year) <= 1.0:
+                score[record_id] += AGE_CLOSE_BONUS
+        if query.place and other.place:
+            score[record_id] += _place_bonus(query.place, other.place)
+    return heapq.nsmallest(limit, score.items(), key=lambda item: (-item[1], item[0]))
 
 
 def key_frequencies(keys: Iterable[str], record_type: str = "case") -> dict[str, float]:
@@ -382,7 +620,15 @@ def key_frequencies(keys: Iterable[str], record_type: str = "case") -> dict[str,
         select(RecordKey.key, func.count(RecordKey.id)).where(
             RecordKey.record_type == record_type, RecordKey.kind == NAME_KIND, RecordKey.key.in_(keys))
         .group_by(RecordKey.key)).all()
-    return {key: count / total for key, count in rows}
+    found = {key: _smoothed_share(count, total) for key, count in rows}
+    found[""] = _smoothed_share(0, total)  # the share of a key no record holds
+    return found
+
+
+def _smoothed_share(count: int, total: int) -> float:
+    """A key's share of the records, shrunk towards TF_REFERENCE by TF_PSEUDO_RECORDS: in a
+    small database every name is "common" (one case in one holds it) and would cost points."""
+    return (count + TF_PSEUDO_RECORDS * TF_REFERENCE) / (total + TF_PSEUDO_RECORDS)
 
 
 def _record_count(record_type: str) -> int:
@@ -392,32 +638,146 @@ def _record_count(record_type: str) -> int:
     return max(db.session.scalar(select(func.count(model.id))) or 1, 1)
 
 
-def blocking_candidates(person: Person, other_type: str, limit: int = MAX_CANDIDATES) -> list[str]:
-    """Ids of `other_type` records sharing name keys with `person`, rarest shared keys first."""
-    keys = person_keys(person)
+def _eligible_filter(other_type: str):
+    """SQL conditions on the other side's records that may be proposed at all."""
+    from cases.models import Case
+    from tracing.models import TRACE_CLOSED, TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED, Trace
+    if other_type == "case":
+        conditions = [Case.status != STATUS_CLOSED]
+        if current_app.config.get("MATCHING_REQUIRE_CONSENT", True):
+            conditions.append(Case.is_consent_for_tracing.is_(True))
+        return Case, conditions
+    return Trace, [Trace.status != STATUS_CLOSED,
+                   Trace.tracing_status.notin_((TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED, TRACE_CLOSED))]
+
+
+def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
+    """The first stage through SQL: (id, cheap score) of the best `other_type` candidates."""
+    tokens = blocking_tokens(person)
+    keys = sorted({key for token in tokens for key in token.keys})
     if not keys:
         return []
-    frequencies = key_frequencies(keys, other_type)
-    idf = {key: -math.log(max(share, 1e-6)) for key, share in frequencies.items()}
-    rows = db.session.execute(select(RecordKey.record_id, RecordKey.key).where(
-        RecordKey.record_type == other_type, RecordKey.kind == NAME_KIND,
-        RecordKey.key.in_(sorted(frequencies)))).all()
-    weight: dict[str, float] = {}
-    for record_id, key in rows:
-        weight[record_id] = weight.get(record_id, 0.0) + idf.get(key, 0.0)
-    ranked = sorted(weight.items(), key=lambda item: (-item[1], item[0]))
-    return [record_id for record_id, _w in ranked[:limit]]
+    model, conditions = _eligible_filter(other_type)
+    # Two narrow queries (who holds each key; then the attributes of each distinct candidate
+    # that may be proposed) cost less than one join repeating a candidate's columns per key.
+    # Core statements on the session's connection: the ORM's row processing would cost more.
+    connection = db.session.connection()
+    rk, table = RecordKey.__table__.c, model.__table__.c
+    found: dict[tuple[str, str], list[str]] = {}
+    for kind, key, record_id in connection.execute(
+            select(rk.kind, rk.key, rk.record_id).where(
+                rk.record_type == other_type, rk.kind.in_((NAME_KIND, RELATIVE_KIND)), rk.key.in_(keys))).all():
+        found.setdefault((kind, key), []).append(record_id)
+    if not found:
+        return []
+    counts = {kk: len(holders) for kk, holders in found.items()}  # every record, as the idf wants
+    total = _record_count(other_type)
+    ids = sorted({record_id for holders in found.values() for record_id in holders})
+    memo: dict[str, list[str]] = {}
+
+    def ancestors(code: str) -> list[str]:
+        if code not in memo:
+            memo[code] = _ancestors(code)
+        return memo[code]
+    # The registration date as text (YYYY-MM-DD...): converting thousands of timestamps to
+    # datetime objects would cost more than the whole ranking.
+    created = func.substr(cast(table.created_at, String), 1, 10)
+    attributes: dict[str, Attributes] = {}
+    for start in range(0, len(ids), 5000):
+        for record_id, sex, age, created_at, location_code in connection.execute(
+                select(table.id, table.sex, table.age, created, table.location_code).where(
+                    table.id.in_(ids[start:start + 5000]), *conditions)).all():
+            attributes[record_id] = row_attributes(other_type, sex, age, created_at, location_code, ancestors)
+    postings = {kk: [record_id for record_id in holders if record_id in attributes] for kk, holders in found.items()}
+    return rank_candidates(tokens, postings, counts, total, person_attributes(person, ancestors), attributes,
+                           limit)
+
+
+def blocking_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_KEEP) -> list[str]:
+    """Ids of the `other_type` records worth comparing in full with `person`, best first."""
+    return [record_id for record_id, _score in ranked_candidates(person, other_type, limit)]
+
+
+class CaseIndex:
+    """Every matchable case in memory, for the bulk re-match (`flask matching run`).
+
+    Holds each case's `Person` view, its keys as postings and its first-stage attributes, so
+    a chunk of traces is matched without a query per trace. Built once per worker process and
+    reused while the cases have not changed (see `case_index`).
+    """
+
+    def __init__(self, stamp=None):
+        from cases.models import Case
+        self.stamp = stamp
+        tags = _tagged("case")
+        model, conditions = _eligible_filter("case")
+        self.total = _record_count("case")
+        self.persons: dict[str, Person] = {}
+        self.attributes: dict[str, Attributes] = {}
+        self._places: dict[str, list[str]] = {}
+        rows = db.session.execute(
+            select(Case.id, Case.data, Case.created_at, Case.sex, Case.age, Case.location_code).where(*conditions)
+            .execution_options(yield_per=2000))
+        for case_id, data, created_at, sex, age, location_code in rows:
+            self.persons[case_id] = person_from("case", case_id, data or {}, created_at, tags)
+            self.attributes[case_id] = row_attributes("case", sex, age, created_at, location_code, self.ancestors)
+        # Document frequencies count every case (as the SQL path does), postings only matchable ones.
+        self.counts: dict[tuple[str, str], int] = {}
+        self.postings: dict[tuple[str, str], list[str]] = {}
+        eligible = self.persons
+        for kind, key, record_id in db.session.execute(
+                select(RecordKey.kind, RecordKey.key, RecordKey.record_id).where(
+                    RecordKey.record_type == "case", RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND)))
+                .execution_options(yield_per=20000)):
+            kk = (kind, key)
+            self.counts[kk] = self.counts.get(kk, 0) + 1
+            if record_id in eligible:
+                self.postings.setdefault(kk, []).append(record_id)
+
+    def ancestors(self, code: str) -> list[str]:
+        """Location ancestors, memoised while the index is built and used."""
+        found = self._places.get(code)
+        if found is None:
+            from forms.definitions import location_ancestors
+            found = self._places[code] = location_ancestors(code)
+        return found
+
+    def candidates(self, person: Person, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
+        tokens = blocking_tokens(person)
+        return rank_candidates(tokens, self.postings, self.counts, self.total,
+                               person_attributes(person, self.ancestors), self.attributes, limit)
+
+    def frequencies(self, person: Person) -> dict[str, float]:
+        """As key_frequencies(person_keys(person), "case")."""
+        found = {key: _smoothed_share(self.counts[(NAME_KIND, key)], self.total) for key in person_keys(person)
+                 if (NAME_KIND, key) in self.counts}
+        found[""] = _smoothed_share(0, self.total)
+        return found
+
+
+_CASE_INDEX: dict[str, CaseIndex] = {}
+
+
+def _cases_stamp() -> tuple:
+    """Changes whenever a case or a case key is added, changed or removed."""
+    from cases.models import Case
+    cases = db.session.execute(select(func.count(Case.id), func.max(Case.updated_at))).one()
+    keys = db.session.execute(select(func.count(RecordKey.id), func.max(RecordKey.id)).where(
+        RecordKey.record_type == "case")).one()
+    return (str(db.engine.url), current_app.config.get("MATCHING_REQUIRE_CONSENT", True), *cases, *keys)
+
+
+def case_index() -> CaseIndex:
+    """The worker's in-memory case index, rebuilt when the cases changed since it was built."""
+    stamp = _cases_stamp()
+    index = _CASE_INDEX.get("cases")
+    if index is None or index.stamp != stamp:
+        _CASE_INDEX.clear()
+        index = _CASE_INDEX["cases"] = CaseIndex(stamp)
+    return index
 
 
 # --- proposals -------------------------------------------------------------------------------------
-
-def _eligible_case_ids(ids: list[str]) -> set[str]:
-    from cases.models import Case
-    query = select(Case.id).where(Case.id.in_(ids), Case.status != STATUS_CLOSED)
-    if current_app.config.get("MATCHING_REQUIRE_CONSENT", True):
-        query = query.where(Case.is_consent_for_tracing.is_(True))
-    return set(db.session.execute(query).scalars())
-
 
 def trace_is_matchable(trace) -> bool:
     from tracing.models import TRACE_CLOSED, TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED
@@ -437,9 +797,9 @@ def match_trace(trace, changed: bool = True) -> list[MatchProposal]:
         _withdraw(trace_id=trace.id)
         return []
     person = trace_person(trace)
-    candidate_ids = blocking_candidates(person, "case")
-    eligible = _eligible_case_ids(candidate_ids) if candidate_ids else set()
-    cases = db.session.execute(select(Case).where(Case.id.in_(eligible))).scalars().all() if eligible else []
+    candidate_ids = blocking_candidates(person, "case")  # matchable cases only (consent, not closed)
+    cases = db.session.execute(select(Case).where(Case.id.in_(candidate_ids))).scalars().all() \
+        if candidate_ids else []
     frequencies = key_frequencies(person_keys(person), "case")
     case_tags = _tagged("case")
     scored = []
@@ -451,6 +811,8 @@ def match_trace(trace, changed: bool = True) -> list[MatchProposal]:
 
 def match_case(case, changed: bool = True) -> list[MatchProposal]:
     """Score `case` against the open traces that may be this child."""
+    from sqlalchemy.orm import selectinload
+
     from tracing.models import Trace
     settings = current_settings()
     consent_needed = current_app.config.get("MATCHING_REQUIRE_CONSENT", True)
@@ -459,8 +821,8 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
         return []
     person = case_person(case)
     candidate_ids = blocking_candidates(person, "trace")
-    traces = [t for t in db.session.execute(select(Trace).where(Trace.id.in_(candidate_ids))).scalars()
-              if trace_is_matchable(t)] if candidate_ids else []
+    traces = [t for t in db.session.execute(select(Trace).where(Trace.id.in_(candidate_ids)).options(
+        selectinload(Trace.tracing_request))).scalars() if trace_is_matchable(t)] if candidate_ids else []
     trace_tags, request_tags = _tagged("trace"), _tagged("tracing_request")
     case_keys = person_keys(person)
     frequencies = key_frequencies(case_keys, "case")
@@ -469,6 +831,71 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
         score, evidence = compare(trace_person(trace, trace_tags, request_tags), person, settings, frequencies)
         stored.extend(_store(trace.id, [(case.id, score, evidence)], settings, changed, by_trace=False))
     return stored
+
+
+def match_trace_ids(trace_ids: list[str], changed: bool = False, index: CaseIndex | None = None) -> int:
+    """Match a chunk of traces against the in-memory case index (the bulk path of a full re-match).
+
+    Gives the same proposals as `match_trace` on each trace, without a query per candidate:
+    the traces, their requests and their existing proposals are read once for the chunk.
+    Returns the number of pending proposals stored. The caller commits.
+    """
+    from sqlalchemy.orm import selectinload
+
+    from tracing.models import Trace
+    if not trace_ids:
+        return 0
+    index = index or case_index()
+    settings = current_settings()
+    trace_tags, request_tags = _tagged("trace"), _tagged("tracing_request")
+    traces = db.session.execute(select(Trace).where(Trace.id.in_(trace_ids)).options(
+        selectinload(Trace.tracing_request))).scalars().all()
+    existing: dict[str, dict[str, MatchProposal]] = {}
+    for proposal in db.session.execute(select(MatchProposal).where(MatchProposal.trace_id.in_(trace_ids))).scalars():
+        existing.setdefault(proposal.trace_id, {})[proposal.case_id] = proposal
+    memo: dict[str, list[str]] = {}
+
+    def ancestors(code: str) -> list[str]:
+        # Memoised for the chunk (the flask.g memo of `_ancestors` costs more per call).
+        found = memo.get(code)
+        if found is None:
+            from forms.definitions import location_ancestors
+            found = memo[code] = location_ancestors(code)
+        return found
+    pending = 0
+    for trace in traces:
+        if not trace_is_matchable(trace):
+            _withdraw(trace_id=trace.id)
+            continue
+        person = trace_person(trace, trace_tags, request_tags)
+        frequencies = index.frequencies(person)
+        scored = []
+        for case_id, _cheap in index.candidates(person):
+            score, evidence = compare(person, index.persons[case_id], settings, frequencies, ancestors)
+            scored.append((case_id, score, evidence))
+        pending += len(_store(trace.id, scored, settings, changed, by_trace=True,
+                              existing=existing.get(trace.id, {}), flush=False))
+    db.session.flush()
+    return pending
+
+
+def run_all(chunk_size: int = 500, changed: bool = False, progress=None) -> int:
+    """Re-match every trace in this process, chunk by chunk, committing after each chunk.
+
+    `flask matching run` shares the same chunks among workers as jobs; this is the
+    single-process form (benchmark, small installations). Returns the pending proposals stored.
+    """
+    from tracing.models import Trace
+    ids = list(db.session.execute(select(Trace.id).order_by(Trace.id)).scalars())
+    index = case_index()
+    pending = 0
+    for start in range(0, len(ids), chunk_size):
+        pending += match_trace_ids(ids[start:start + chunk_size], changed=changed, index=index)
+        db.session.commit()
+        db.session.expunge_all()  # keep the identity map small; the index holds plain values
+        if progress is not None:
+            progress(min(start + chunk_size, len(ids)), len(ids))
+    return pending
 
 
 def _withdraw(trace_id: str | None = None, case_id: str | None = None) -> None:
@@ -482,13 +909,19 @@ def _withdraw(trace_id: str | None = None, case_id: str | None = None) -> None:
 
 
 def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Settings, changed: bool,
-           by_trace: bool) -> list[MatchProposal]:
-    query = select(MatchProposal).where(MatchProposal.trace_id == trace_id)
-    if not by_trace:
-        query = query.where(MatchProposal.case_id.in_([case_id for case_id, *_ in scored]))
-    existing = {p.case_id: p for p in db.session.execute(query).scalars()}
-    confirmed = db.session.scalar(select(func.count(MatchProposal.id)).where(
-        MatchProposal.trace_id == trace_id, MatchProposal.status == CONFIRMED))
+           by_trace: bool, existing: dict[str, MatchProposal] | None = None,
+           flush: bool = True) -> list[MatchProposal]:
+    """Upsert the proposals of one trace. `existing` (all the trace's proposals by case id) may
+    be passed by a caller that read them for many traces at once."""
+    if existing is not None:
+        confirmed = any(p.status == CONFIRMED for p in existing.values())
+    else:
+        query = select(MatchProposal).where(MatchProposal.trace_id == trace_id)
+        if not by_trace:
+            query = query.where(MatchProposal.case_id.in_([case_id for case_id, *_ in scored]))
+        existing = {p.case_id: p for p in db.session.execute(query).scalars()}
+        confirmed = db.session.scalar(select(func.count(MatchProposal.id)).where(
+            MatchProposal.trace_id == trace_id, MatchProposal.status == CONFIRMED))
     if confirmed:
         return []  # a confirmed trace stops generating proposals
     pending = []
@@ -525,7 +958,8 @@ def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Setti
         for case_id, proposal in existing.items():
             if case_id not in seen and proposal.status == PENDING:
                 proposal.status, proposal.decision_reason, proposal.updated_at = SUPERSEDED, "score_dropped", now
-    db.session.flush()
+    if flush:
+        db.session.flush()
     if pending:
         _mark_proposed(trace_id)
     return pending

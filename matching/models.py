@@ -57,7 +57,7 @@ class MatchProposal(db.Model):
     trace_id: Mapped[str] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     score: Mapped[float] = mapped_column(Float)         # match weight: sum of log2(m/u), plus the prior
-    probability: Mapped[float] = mapped_column(Float)   # 2^score / (1 + 2^score)
+    probability: Mapped[float] = mapped_column(Float)   # calibrated: engine.probability(score)
     likelihood: Mapped[str] = mapped_column(String(16))  # likely, possible
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     # [{"comparator", "level", "weight", "similarity", "details"}], strongest evidence first.

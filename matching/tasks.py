@@ -1,14 +1,13 @@
 """Matching jobs: one record after a save, or a chunk of traces during a full re-match."""
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from app.extensions import db
 from app.jobs.operations import enqueue, set_progress, task
 from app.records.hooks import on_record_saved
 
 MATCH_RECORD = "matching.match_record"
 MATCH_TRACES = "matching.match_traces"
+PROGRESS_EVERY = 100
 
 
 def relevant_fields(record_type: str) -> set[str]:
@@ -18,6 +17,24 @@ def relevant_fields(record_type: str) -> set[str]:
     from matching.engine import MATCHING_TAGS
     keys = {key for tag in MATCHING_TAGS for key in fields_with_matching_tag(record_type, tag)}
     return keys | {"consent_for_tracing", "@status", "@tracing_status"}
+
+
+def _relative_fields(record_type: str) -> set[str]:
+    from forms.operations import fields_with_matching_tag
+
+    from matching.engine import RELATIVE_TAGS
+    return {key for tag in RELATIVE_TAGS for key in fields_with_matching_tag(record_type, tag)}
+
+
+@on_record_saved
+def _index_relatives(record, changed_fields: set[str]) -> None:
+    """Keep the keys of the parents' and caregiver's names in step (blocking finds a child
+    through them when the child's own name is missing or misspelt)."""
+    if record.RECORD_TYPE not in ("case", "trace"):
+        return
+    if changed_fields & _relative_fields(record.RECORD_TYPE):
+        from matching.engine import index_relatives
+        index_relatives(record)
 
 
 @on_record_saved
@@ -52,12 +69,15 @@ def match_record(record_type: str, record_id: str) -> None:
 
 @task(MATCH_TRACES)
 def match_traces(trace_ids: list[str], run: str, job_id: int | None = None) -> None:
-    """A chunk of a full re-match (`flask matching run`); many workers share the chunks."""
-    from matching.engine import match_trace
-    from tracing.models import Trace
-    traces = db.session.execute(select(Trace).where(Trace.id.in_(trace_ids))).scalars().all()
-    for done, trace in enumerate(traces, start=1):
-        match_trace(trace, changed=False)
-        if job_id and done % 100 == 0:
-            set_progress(job_id, done, len(traces))
+    """A chunk of a full re-match (`flask matching run`); many workers share the chunks.
+
+    The traces are matched against the worker's in-memory case index (built on the first
+    chunk and reused while the cases do not change), in slices so the job shows progress.
+    """
+    from matching.engine import case_index, match_trace_ids
+    index = case_index()
+    for start in range(0, len(trace_ids), PROGRESS_EVERY):
+        match_trace_ids(trace_ids[start:start + PROGRESS_EVERY], changed=False, index=index)
+        if job_id:
+            set_progress(job_id, min(start + PROGRESS_EVERY, len(trace_ids)), len(trace_ids))
     db.session.commit()

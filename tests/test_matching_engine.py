@@ -176,3 +176,100 @@ def test_saving_with_redis_down_still_works_and_matching_catches_up(app, tracer,
     assert db.session.get(Case, case.id) is not None
     job = db.session.execute(select(JobRecord).where(JobRecord.dedupe_key == f"match:case:{case.id}")).scalar_one()
     assert job.status == "pending"
+
+
+def test_parents_names_are_kept_as_relative_keys_on_every_save(tracer):
+    from app.records.models import RecordKey
+    from matching.engine import RELATIVE_KIND
+    _officer, caseworker = tracer
+    case = register_child(caseworker, father_name="Kidane Girmay")
+
+    def relative_keys():
+        return set(db.session.execute(select(RecordKey.key).where(
+            RecordKey.record_id == case.id, RecordKey.kind == RELATIVE_KIND)).scalars())
+    assert {"KDN", "JRM"} <= relative_keys()  # Kidane, Girmay (and Amina Yusuf, the mother)
+    update_case(case, caseworker, {**case.data, "father_name": "Tesfay"}, case.version)
+    db.session.commit()
+    keys = relative_keys()
+    assert "DSF" in keys and "KDN" not in keys
+
+
+def test_a_child_whose_only_name_is_misspelt_is_found_through_the_fathers_name(tracer):
+    """No name key in common (a typo in the only name the case has): the father's name on
+    the case is the chain name of the trace, and blocking finds the pair through it."""
+    from matching.engine import blocking_candidates, name_keys, person_keys, trace_person
+    officer, caseworker = tracer
+    case = register_child(caseworker, name_first="Saoam", name_last="", mother_name="Yordanos",
+                          father_name="Kidane Girmay", sex="female", age=8)
+    trace = search_for_child(officer, relation="father", inquirer="Kidane Girmay", name_first="Selam",
+                             name_middle="Kidane", name_last="Girmay", sex="female", age=6,
+                             mother_name="Yordanos Amaniel")
+    person = trace_person(trace)
+    assert not person_keys(person) & name_keys("Saoam")
+    assert blocking_candidates(person, "case") == [case.id]
+
+
+def test_a_common_name_only_brings_records_of_a_compatible_sex_and_age():
+    from matching.engine import Attributes, BlockingToken, rank_candidates
+    common = [f"c{i}" for i in range(500)]  # "Mohamed": every record has it
+    postings = {("name", "MHMD"): common + ["boy", "girl", "old"], ("name", "RR"): ["rare"]}
+    counts = {("name", "MHMD"): 503, ("name", "RR"): 1}
+    attributes = {record_id: Attributes("male", 2000.0, False) for record_id in common}
+    attributes.update({"boy": Attributes("male", 2015.2, False), "girl": Attributes("female", 2015.0, False),
+                       "old": Attributes("male", 1990.0, False), "rare": Attributes("female", 1980.0, False)})
+    query = Attributes("male", 2015.0, False)
+    tokens = [BlockingToken(frozenset({"MHMD"}), 1.5, False), BlockingToken(frozenset({"RR"}), 1.0, False)]
+    ranked = dict(rank_candidates(tokens, postings, counts, 1000, query, attributes, limit=1000))
+    assert "boy" in ranked
+    assert "girl" not in ranked and "old" not in ranked  # only the common key led to them
+    assert not any(record_id in ranked for record_id in common)  # born 15 years earlier
+    assert "rare" in ranked  # a rare shared key always brings its records, whatever else differs
+    assert ranked["boy"] > ranked["rare"]  # ... but sex and birth year still weigh in the ranking
+
+
+def test_the_bulk_rematch_stores_what_matching_one_by_one_stores(app, tracer):
+    from matching.engine import match_trace, run_all
+    from tracing.models import Trace
+    officer, caseworker = tracer
+    register_child(caseworker)
+    register_child(caseworker, name_first="Ahmed", age=12)
+    register_child(caseworker, name_first="Mohammed", age=10, mother_name="Halima Ali")
+    register_child(caseworker, name_first="Fatima", sex="female", age=5)
+    search_for_child(officer)
+    search_for_child(officer, name_first="Fatuma", sex="female", age=4)
+    search_for_child(officer, name_first="Ahmad", age=11)
+
+    def stored():
+        return {(p.trace_id, p.case_id): (p.score, p.probability, p.likelihood, p.status)
+                for p in proposals()}
+    for trace in db.session.execute(select(Trace)).scalars():
+        match_trace(trace, changed=False)
+    db.session.commit()
+    one_by_one = stored()
+    assert len(one_by_one) >= 3
+    for proposal in proposals():
+        db.session.delete(proposal)
+    db.session.commit()
+    assert run_all(chunk_size=2) == sum(1 for value in one_by_one.values() if value[3] == "pending")
+    assert stored() == one_by_one
+
+
+def test_a_full_rematch_indexes_the_relatives_of_records_saved_before_their_keys_existed(app, tracer):
+    from sqlalchemy import delete
+
+    from app.records.models import RecordKey
+    from matching.engine import RELATIVE_KIND
+    officer, caseworker = tracer
+    case = register_child(caseworker, father_name="Kidane Girmay")
+    search_for_child(officer)
+    db.session.execute(delete(RecordKey).where(RecordKey.kind == RELATIVE_KIND))
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["matching", "run"])
+    assert result.exit_code == 0, result.output
+    assert "parent and caregiver name key" in result.output
+    keys = set(db.session.execute(select(RecordKey.key).where(
+        RecordKey.record_id == case.id, RecordKey.kind == RELATIVE_KIND)).scalars())
+    assert {"KDN", "JRM", "AMN"} <= keys
+    app.test_cli_runner().invoke(args=["matching", "run"])  # again: the same keys, not twice
+    assert db.session.scalar(select(func.count(RecordKey.id)).where(
+        RecordKey.record_id == case.id, RecordKey.kind == RELATIVE_KIND)) == len(keys)

@@ -75,3 +75,28 @@ def test_upgrade_from_empty_matches_the_models_and_downgrades(scratch_app):
             with pytest.raises(Exception, match="append-only"):
                 with connection.begin_nested():
                     connection.execute(text(statement))
+
+
+def test_untouched_old_matching_thresholds_move_to_the_calibrated_defaults(scratch_app):
+    """d93a2e6c1f03: settings still on the old 0.9 / 0.3 defaults get a new version at 0.8 / 0.02;
+    thresholds an administrator chose stay as they are."""
+    def newest(connection):
+        return connection.execute(text("SELECT likely_threshold, possible_threshold, note FROM matching_configs "
+                                       "ORDER BY id DESC LIMIT 1")).first()
+
+    insert = text("INSERT INTO matching_configs (created_at, likely_threshold, possible_threshold, parameters, "
+                  "note) VALUES (CURRENT_TIMESTAMP, :likely, :possible, '{}', 'before')")
+    with scratch_app.app_context():
+        upgrade(revision="c82f1d5b0e02")
+        with db.engine.begin() as connection:
+            connection.execute(insert, {"likely": 0.9, "possible": 0.3})
+        upgrade(revision="d93a2e6c1f03")
+        with db.engine.connect() as connection:
+            likely, possible, note = newest(connection)
+        assert (likely, possible) == (0.8, 0.02) and "calibrated" in note
+        downgrade(revision="c82f1d5b0e02")
+        with db.engine.begin() as connection:
+            connection.execute(insert, {"likely": 0.95, "possible": 0.5})  # an administrator's choice
+        upgrade(revision="d93a2e6c1f03")
+        with db.engine.connect() as connection:
+            assert tuple(newest(connection)) == (0.95, 0.5, "before")
