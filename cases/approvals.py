@@ -93,21 +93,12 @@ DECIDED_MESSAGES = {
 }
 
 
-class ApprovalError(Exception):
+class ApprovalError(RecordError):
     """A refused request or decision, with field-level messages.
 
     `status` 422: bad input (no reason, no case plan, a type not in use); 409: the state
     forbids it (already pending, already decided, case closed).
     """
-
-    def __init__(self, errors: dict[str, list[str]], status: int = 422):
-        super().__init__(errors)
-        self.errors = errors
-        self.status = status
-
-    @property
-    def message(self) -> str:
-        return " ".join(str(m) for messages in self.errors.values() for m in messages)
 
 
 # --- which approval types are in use ---------------------------------------------------------------------

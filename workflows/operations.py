@@ -35,7 +35,7 @@ from app.permissions import (
     register_permission,
 )
 from app.records.models import STATUS_OPEN
-from app.records.operations import EditConflict, flush_with_version_check, record_change
+from app.records.operations import EditConflict, RecordError, flush_with_version_check, record_change
 from app.records.retention import register_anonymiser
 from app.records.views import ACTION_LABELS, RECORD_FIELD_LABELS, STATUS_VALUE_LABELS
 from app.users.models import Agency, User
@@ -98,17 +98,8 @@ SERVICE_LOOKUP = "service_type"
 TEXT_LIMIT = 4000
 
 
-class WorkflowError(Exception):
+class WorkflowError(RecordError):
     """A refused step: 422 with field messages (bad input), or 409 (someone acted first, wrong state)."""
-
-    def __init__(self, errors: dict, status: int = 422):
-        super().__init__(errors)
-        self.errors = errors
-        self.status = status
-
-    @property
-    def message(self) -> str:
-        return " ".join(str(m) for messages in self.errors.values() for m in messages)
 
 
 def _required_text(value, field: str, message) -> str:

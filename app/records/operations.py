@@ -37,11 +37,19 @@ class EditConflict(Exception):
 
 
 class RecordError(Exception):
-    """A refused record operation, with field-level messages."""
+    """A refused record operation, with field-level messages.
 
-    def __init__(self, errors: dict[str, list[str]]):
+    `status` 422: bad input; 409: the record's state forbids it now (someone acted first, closed...).
+    """
+
+    def __init__(self, errors: dict[str, list[str]], status: int = 422):
         super().__init__(errors)
         self.errors = errors
+        self.status = status
+
+    @property
+    def message(self) -> str:
+        return " ".join(str(m) for messages in self.errors.values() for m in messages)
 
 
 def new_short_id(model) -> str:
