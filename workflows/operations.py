@@ -86,11 +86,12 @@ ACTION_LABELS.update({
 })
 RECORD_FIELD_LABELS.update({"@referral": _l("Referral"), "@transfer": _l("Transfer")})
 TRANSFER_REQUESTED = "requested"  # the history's value for a pending transfer ("pending" means an approval)
-STATUS_VALUE_LABELS.update({
+REFERRAL_STATUS_LABELS = {
     PENDING_APPROVAL: _l("Waiting for approval"), APPROVAL_REJECTED: _l("Not approved"), SENT: _l("Sent"),
     ACCEPTED: _l("Accepted"), REJECTED: _l("Rejected"), DONE: _l("Done"), REVOKED: _l("Revoked"),
-    TRANSFER_REQUESTED: _l("Requested"), TRANSFER_CANCELLED: _l("Cancelled"),
-})
+}
+STATUS_VALUE_LABELS.update({**REFERRAL_STATUS_LABELS, TRANSFER_REQUESTED: _l("Requested"),
+                            TRANSFER_CANCELLED: _l("Cancelled")})
 
 # The case field that records consent to share with services (forms/config/default_config.json).
 REFERRAL_CONSENT_FIELD = "consent_for_referral"

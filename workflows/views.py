@@ -34,11 +34,7 @@ from workflows import demo  # noqa: F401  (registers the demo referrals with `fl
 from workflows import operations as ops
 from workflows.models import (
     ACCEPTED,
-    APPROVAL_REJECTED,
-    DONE,
     PENDING_APPROVAL,
-    REJECTED,
-    REVOKED,
     SENT,
     TRANSFER_ACCEPTED,
     TRANSFER_CANCELLED,
@@ -55,10 +51,7 @@ register_nav("workflows.list_referrals", _l("Referrals"), ops.REFERRALS_RECEIVE,
 register_nav("workflows.list_transfers", _l("Transfers"), ops.TRANSFERS_RECEIVE, order=45,
              description=_l("Cases handed to you or by you"))
 
-REFERRAL_STATUS_LABELS = {
-    PENDING_APPROVAL: _l("Waiting for approval"), APPROVAL_REJECTED: _l("Not approved"), SENT: _l("Sent"),
-    ACCEPTED: _l("Accepted"), REJECTED: _l("Rejected"), DONE: _l("Done"), REVOKED: _l("Revoked"),
-}
+REFERRAL_STATUS_LABELS = ops.REFERRAL_STATUS_LABELS
 TRANSFER_STATUS_LABELS = {
     TRANSFER_PENDING: _l("Waiting for an answer"), TRANSFER_ACCEPTED: _l("Accepted"),
     TRANSFER_REJECTED: _l("Rejected"), TRANSFER_CANCELLED: _l("Cancelled"),
