@@ -159,9 +159,64 @@ def truncate_data(app) -> None:
                     "BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END"))
 
 
+@pytest.fixture(scope="session")
+def default_forms_rows(app):
+    """The rows `load_default_configuration` writes, captured once per run (then rolled back).
+
+    Loading the shipped forms runs about 1,000 statements (1.1 s on PostgreSQL); about 270 tests
+    need them, so each of those copies these rows in a few bulk INSERTs instead.
+    """
+    from sqlalchemy import func, select
+
+    from forms.operations import load_default_configuration
+    with app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+        session = sessionmaker(bind=connection)()
+        before = {t.name: session.execute(select(func.count()).select_from(t)).scalar() for t in db.metadata.sorted_tables}
+        original = db.session
+        db.session = scoped_session(lambda: session)
+        try:
+            load_default_configuration()
+            session.flush()
+            rows = []
+            for table in db.metadata.sorted_tables:  # parents first
+                found = [dict(row._mapping) for row in session.execute(select(table))]
+                if len(found) != before[table.name]:
+                    keep = found if before[table.name] == 0 else found[before[table.name]:]
+                    rows.append((table, keep))
+        finally:
+            db.session = original
+            session.close()
+            outer.rollback()
+            connection.close()
+    return rows
+
+
+def _copy_rows(rows) -> None:
+    from sqlalchemy import Integer, select
+    for table, items in rows:
+        if items and table.name == "role_permissions":
+            # Kept across committed tests (truncate_data): add only the grants that are missing.
+            held = set(db.session.execute(select(table.c.role_id, table.c.permission)).all())
+            items = [{"role_id": i["role_id"], "permission": i["permission"]} for i in items
+                     if (i["role_id"], i["permission"]) not in held]
+        if items:
+            db.session.execute(table.insert(), items)
+    if db.engine.dialect.name == "postgresql":  # explicit ids do not move the sequences: catch them up
+        for table, items in rows:
+            key = list(table.primary_key.columns)
+            if items and len(key) == 1 and isinstance(key[0].type, Integer) and key[0].autoincrement \
+                    and table.name != "role_permissions":
+                db.session.execute(text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{key[0].name}'), "
+                    f"(SELECT max({key[0].name}) FROM {table.name}))"))
+
+
 @pytest.fixture
-def default_forms(request, app):
+def default_forms(request, app, default_forms_rows):
     """The shipped child-protection forms (case, tracing request, trace), as `flask seed demo` loads them."""
+    from forms.definitions import invalidate_definitions
     from forms.operations import load_default_configuration
     if "committed" in request.fixturenames:
         with app.app_context():
@@ -169,8 +224,9 @@ def default_forms(request, app):
             db.session.commit()
             db.session.remove()
     else:
-        load_default_configuration()
+        _copy_rows(default_forms_rows)
         db.session.commit()
+        invalidate_definitions()
 
 
 # --- factories -----------------------------------------------------------------------
