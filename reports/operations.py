@@ -95,10 +95,11 @@ class TeamWorkload:
 
 # --- what a user may see --------------------------------------------------------------------------
 
-def tag_readable(user, record_type: str, tag: str) -> bool:
-    """True when `user` may read every field tagged `tag` (the indexed copy may come from any of them)."""
+def tags_readable(user, record_type: str, *tags: str) -> bool:
+    """True when `user` may read every field tagged with any of `tags` (an indexed copy or a name may
+    come from any of them)."""
     from forms.operations import fields_with_matching_tag, readable_fields
-    keys = fields_with_matching_tag(record_type, tag)
+    keys = [key for tag in tags for key in fields_with_matching_tag(record_type, tag)]
     readable = readable_fields(user, record_type)
     return bool(keys) and all(key in readable for key in keys)
 
@@ -112,7 +113,7 @@ def visible_tables(user) -> list[str]:
     names = []
     if can(user, CASES_READ):
         names += [name for name in CASE_TABLES
-                  if name not in TABLE_TAGS or tag_readable(user, "case", TABLE_TAGS[name])]
+                  if name not in TABLE_TAGS or tags_readable(user, "case", TABLE_TAGS[name])]
     if can(user, TRACING_READ):
         names.append(FUNNEL)
     return names
@@ -349,13 +350,6 @@ def view_team(user) -> TeamWorkload:
 
 # --- printable summaries --------------------------------------------------------------------------
 
-def _name_readable(user, record_type: str, tags) -> bool:
-    from forms.operations import fields_with_matching_tag, readable_fields
-    keys = [key for tag in tags for key in fields_with_matching_tag(record_type, tag)]
-    readable = readable_fields(user, record_type)
-    return bool(keys) and all(key in readable for key in keys)
-
-
 def print_case_summary(case, user):
     """The case's summary as PDF, with only what `user` may read; audited as an export (S14).
 
@@ -366,7 +360,7 @@ def print_case_summary(case, user):
     from reports.printing import readable_photos, render_summary
     printed = render_summary(
         "reports/case_summary.pdf.html", case=case, definition=get_definition("case"),
-        photos=readable_photos(case), show_name=_name_readable(user, "case", NAME_TAGS),
+        photos=readable_photos(case), show_name=tags_readable(user, "case", *NAME_TAGS),
         stage_labels=STAGE_LABELS, status_labels=STATUS_LABELS)
     record_audit("case.summary_printed", "case", case.id, user=user, detail={
         "format": "pdf", "photos": list(printed.photos), "bytes": len(printed.pdf)})
@@ -385,8 +379,8 @@ def print_tracing_request_summary(tracing_request, user):
         "reports/tracing_summary.pdf.html", tracing_request=tracing_request,
         definition=get_definition("tracing_request"), trace_definition=get_definition("trace"),
         photos=readable_photos(tracing_request), traces=traces,
-        show_inquirer_name=_name_readable(user, "tracing_request", ("inquirer_name", "full_name")),
-        show_child_name=_name_readable(user, "trace", NAME_TAGS),
+        show_inquirer_name=tags_readable(user, "tracing_request", "inquirer_name", "full_name"),
+        show_child_name=tags_readable(user, "trace", *NAME_TAGS),
         status_labels=STATUS_LABELS, trace_status_labels=TRACE_STATUS_LABELS)
     record_audit("tracing_request.summary_printed", "tracing_request", tracing_request.id, user=user, detail={
         "format": "pdf", "traces": [entry["trace"].id for entry in traces], "photos": list(printed.photos),
