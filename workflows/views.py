@@ -247,7 +247,8 @@ BOXES = ("received", "sent", "approval")
 
 def referral_box_query(user, box: str):
     query = select(Referral).options(selectinload(Referral.case), selectinload(Referral.recipient_agency),
-                                     selectinload(Referral.requested_by))
+                                     selectinload(Referral.recipient_user), selectinload(Referral.requested_by),
+                                     selectinload(Referral.approved_by), selectinload(Referral.answered_by))
     if box == "sent":
         return query.where(Referral.requested_by_id == user.id).order_by(Referral.requested_at.desc())
     if box == "approval":
@@ -352,7 +353,8 @@ def act_on_referral(referral_id, action):
 
 def transfer_box_query(user, box: str):
     query = select(Transfer).options(selectinload(Transfer.case), selectinload(Transfer.to_agency),
-                                     selectinload(Transfer.requested_by))
+                                     selectinload(Transfer.to_user), selectinload(Transfer.from_user),
+                                     selectinload(Transfer.requested_by), selectinload(Transfer.answered_by))
     if box == "sent":
         return query.where(or_(Transfer.requested_by_id == user.id, Transfer.from_user_id == user.id)) \
             .order_by(Transfer.requested_at.desc())
