@@ -181,7 +181,9 @@ def default_forms_rows(app):
             session.flush()
             rows = []
             for table in db.metadata.sorted_tables:  # parents first
-                found = [dict(row._mapping) for row in session.execute(select(table))]
+                # In key order: the new rows come last, and a parent field (lower id) before its subfields.
+                found = [dict(row._mapping) for row in session.execute(
+                    select(table).order_by(*table.primary_key.columns))]
                 if len(found) != before[table.name]:
                     keep = found if before[table.name] == 0 else found[before[table.name]:]
                     rows.append((table, keep))
