@@ -531,18 +531,61 @@ _ALLAHI = re.compile(r"(?<=l)(a+)hi$")  # -llahi, genitive of Allah (Abdullahi =
 _FULA_SUFFIX = re.compile(r"(?<=[a-z]{3}a)(?:tou|tu|ta)$")
 _INITIAL_OU_W = re.compile(r"^ou(?=[aeiy])")  # French ou- before a vowel is w: Oualid
 _ITALIAN_SC = re.compile(r"sc(?=[ei])")  # Italian-era Somali spellings: Abdirascid
+# th is the Arabic tha (Uthman = Usman, Athman, Haitham, Harith, Thabit) except inside a
+# word after a consonant + a, where it is a South Asian spelling of t or a t+h sequence
+# (Fathima = Fatima, Fathma, Sathar = Sattar). Not before a final vowel, where it is
+# usually t + h (Fathi = Fethi, فتحي).
+_TH_AS_T = re.compile(r"(?<=[b-df-hj-np-tv-z]a)th(?=[a-z]{2})")
+# Fula/Mande forms of Muhammad and Mahmud elide the h syllable: Mamadou, Mamady,
+# Mamoudou are read Mahamadou, Mahamoudou.
+_MAMADOU = re.compile(r"^mam(?=[aeiou]+d)")
 _VOWELS = frozenset("aeiou")
 _INITIAL_CLASS = {"a": "A", "e": "I", "i": "I", "o": "U", "u": "U"}
 
 
 def _letters(token: str) -> str:
-    t = _transliterate(token, "x") if has_arabic_script(token) else normalize_name(token)
-    return "".join(ch for ch in t if "a" <= ch <= "z")
+    if has_arabic_script(token):
+        t = _transliterate(token, "x")
+        return "".join(ch for ch in t if "a" <= ch <= "z")
+    t = normalize_name(token)
+    return _restore_known("".join(ch for ch in t if "a" <= ch <= "z"))
+
+
+# Rules that undo a change only when the curated variant table (the lexicon of known
+# names) confirms the result, so they cannot invent a name out of an unrelated word:
+# a joined article before a known name (Alhassan, Alamin, Arrashid), the same with the h
+# of the name lost after the article (Alassane = al-Hassane), a lost initial h (Usain =
+# Husain, Awa = Hawa) and the West African feminine -t (Aishat, Aminat, Hafsat).
+_JOINED_ARTICLE = re.compile(r"^(?:al|el|ul|il|ol|a([tdrzsnl])(?=\1))(?=[a-z]{3})")
+_VOWEL_START = re.compile(r"^[aeiou]")
+
+
+def _known(letters: str) -> bool:
+    return letters in variant_table()
+
+
+def _restore_known(letters: str) -> str:
+    if len(letters) < 4:
+        return letters
+    match = _JOINED_ARTICLE.match(letters)
+    if match:
+        rest = letters[match.end():]
+        if _known(rest):
+            return rest
+        if _VOWEL_START.match(rest) and _known("h" + rest):
+            return "h" + rest
+    if _known(letters):
+        return letters
+    if _VOWEL_START.match(letters) and _known("h" + letters):
+        return "h" + letters
+    if letters.endswith("at") and _known(letters[:-1]):
+        return letters[:-1]
+    return letters
 
 
 def _symbols(letters: str) -> list[str]:
     """Letters -> class symbols (consonant classes upper case, vowels lower case)."""
-    letters = _ITALIAN_SC.sub("sh", letters)
+    letters = _ITALIAN_SC.sub("sh", _TH_AS_T.sub("t", _MAMADOU.sub("maham", letters)))
     if _SOMALI_RE.search(letters):
         # Somali orthography: c is the ayn (Cabdi = Abdi), x the pharyngeal h (Xasan).
         letters = letters.replace("c", "")
@@ -581,6 +624,11 @@ def _key_parts(token: str) -> tuple[str, str]:
         return "", ""
     sym = _glides_to_vowels(_symbols(letters))
     initial = _INITIAL_CLASS.get(sym[0], "") if sym else ""
+    if initial and _initial_cluster(sym):
+        # Before a consonant cluster the first vowel is unstressed and written a, i, e
+        # or u at will (Ibrahim/Ebrahim/Abrahim, Ismail/Esmail, Imran/Emran/Umran,
+        # Uthman/Athman): one class for all of them.
+        initial = "A"
     consonants: list[str] = []
     prev = ""
     for s in sym:
@@ -595,7 +643,19 @@ def _key_parts(token: str) -> tuple[str, str]:
     # drop it when a second element follows (Abdulkadir = Abdikadir = Abdelkader).
     if skel.startswith("BDL") and len(skel) > 3 and initial == "A":
         skel = "BD" + skel[3:]
+    # Abu before a b-initial name fuses in Somali and Fula/French spellings: Abu Bakr =
+    # Abokor = Abiikar = Boubacar (Bou- is Abu without its a).
+    if skel.startswith("BB") and len(skel) >= 4 and initial in ("A", ""):
+        initial, skel = "A", skel[1:]
     return initial, skel
+
+
+def _initial_cluster(sym: list[str]) -> bool:
+    """True when the word's first vowel(s) stand before two different consonant classes."""
+    i = 0
+    while i < len(sym) and not sym[i].isupper():
+        i += 1
+    return i + 1 < len(sym) and sym[i + 1].isupper() and sym[i + 1] != sym[i]
 
 
 def name_key(token: str) -> str:
@@ -610,6 +670,13 @@ def name_key(token: str) -> str:
     dropped (Fatimah = Fatima, Faarax = Farah) and -llahi reads -llah; the Fula suffix
     -ta/-tou after a is dropped (Aminata = Amina); French ou- before a vowel is w
     (Oualid); the article inside Abd- names is ignored (Abdulkadir = Abdikadir).
+    Added rules: th is t after a consonant + a inside a word (Fathima = Fatima), the ث
+    class elsewhere (Uthman = Usman = Athman); the first vowel before a consonant cluster
+    is one class (Ibrahim = Abrahim, Uthman = Athman); Abu fused with a b-name is one b
+    (Abokor = Abubakar = Boubacar); Fula Mamadou/Mamoudou keep Muhammad's/Mahmud's h.
+    Checked against the curated variant table (so they only produce known names): a
+    joined article before a known name (Alhassan, Alassane = al-Hassane, Alamin), a lost
+    initial h (Usain = Husain) and the West African feminine -t (Aishat, Aminat).
     Arabic-script tokens are transliterated first. Measured numbers: bench/name_keys.py.
 
     >>> name_key("Mohamed") == name_key("Muhammad") == name_key("Maxamed") == "MHMD"
