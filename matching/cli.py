@@ -33,22 +33,23 @@ def _open_chunks() -> list[JobRecord]:
 @matching_group.command("run")
 @click.option("--chunk-size", default=CHUNK, show_default=True, help="Traces per job.")
 @click.option("--restart", is_flag=True, help="Start a new run even if an earlier one is unfinished.")
-@click.option("--reindex", is_flag=True, help="Rewrite the parents' and caregivers' name keys first.")
+@click.option("--reindex", is_flag=True, help="Rewrite every record's name keys first.")
 @with_appcontext
 def run_command(chunk_size: int, restart: bool, reindex: bool) -> None:
     """Re-match every open trace against the cases, in chunks that any number of workers share.
 
     An unfinished earlier run (for example after a crash) is resumed instead of started again.
-    A new run first rewrites the parents' and caregivers' name keys of every record (records
-    saved before these keys existed have none); a resumed one only with --reindex.
+    A new run first rewrites the name keys of every record (the children's, the parents' and
+    caregivers', the inquirers'), so records saved before the key rules last changed are found
+    with the rules in force; a resumed one only with --reindex.
     """
-    from matching.engine import index_all_relatives
+    from matching.engine import index_all_keys
     from tracing.models import Trace
     unfinished = [] if restart else _open_chunks()
     if reindex or not unfinished:
-        written = index_all_relatives()
+        written = index_all_keys()
         db.session.commit()
-        click.echo(f"Indexed {written} parent and caregiver name key(s).")
+        click.echo(f"Indexed {written} name key(s).")
     if unfinished:
         run_ids = sorted({job.args.get("run") for job in unfinished})
         click.echo(f"Resuming run {', '.join(run_ids)}: {len(unfinished)} chunk(s) not done yet.")

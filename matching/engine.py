@@ -470,20 +470,27 @@ def index_relatives(record) -> None:
             for key in sorted(keys)])
 
 
-def index_all_relatives(batch: int = 2000) -> int:
-    """Write the relative-name keys of every case and trace (records saved before these keys
-    existed have none); returns the number of keys written. The caller commits."""
+def index_all_keys(batch: int = 2000) -> int:
+    """Rewrite every record's name keys (kind "name": cases, traces, tracing requests) and its
+    parents' and caregiver's name keys (kind "relative": cases, traces) with the key rules in
+    force. Needed after the rules of `matching.names` change and for records saved before the
+    relative keys existed; returns the number of keys written. The caller commits."""
     from sqlalchemy import delete, insert
 
+    from app.records.search import name_texts
     from cases.models import Case
-    from tracing.models import Trace
+    from tracing.models import Trace, TracingRequest
     written = 0
-    db.session.execute(delete(RecordKey).where(RecordKey.kind == RELATIVE_KIND))
-    for model, record_type in ((Case, "case"), (Trace, "trace")):
+    db.session.execute(delete(RecordKey).where(RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND))))
+    for model, record_type in ((Case, "case"), (Trace, "trace"), (TracingRequest, "tracing_request")):
         rows: list[dict] = []
         for record_id, data in db.session.execute(select(model.id, model.data).execution_options(yield_per=batch)):
-            rows.extend({"record_type": record_type, "record_id": record_id, "kind": RELATIVE_KIND, "key": key[:64]}
-                        for key in sorted(relative_keys_of(relative_texts(record_type, data or {}))))
+            data = data or {}
+            names = relative_keys_of(name_texts(record_type, data))
+            relatives = relative_keys_of(relative_texts(record_type, data)) if record_type != "tracing_request" \
+                else set()
+            rows.extend({"record_type": record_type, "record_id": record_id, "kind": kind, "key": key[:64]}
+                        for kind, keys in ((NAME_KIND, names), (RELATIVE_KIND, relatives)) for key in sorted(keys))
             if len(rows) >= batch:
                 db.session.execute(insert(RecordKey), rows)
                 written, rows = written + len(rows), []

@@ -254,22 +254,28 @@ def test_the_bulk_rematch_stores_what_matching_one_by_one_stores(app, tracer):
     assert stored() == one_by_one
 
 
-def test_a_full_rematch_indexes_the_relatives_of_records_saved_before_their_keys_existed(app, tracer):
-    from sqlalchemy import delete
+def test_a_full_rematch_rewrites_every_records_name_keys_with_the_rules_in_force(app, tracer):
+    """Records saved before the key rules changed (or before relative keys existed) are
+    re-keyed by `flask matching run`: the same keys a save writes today, once each."""
+    from sqlalchemy import delete, update
 
     from app.records.models import RecordKey
     from matching.engine import RELATIVE_KIND
     officer, caseworker = tracer
     case = register_child(caseworker, father_name="Kidane Girmay")
-    search_for_child(officer)
+    trace = search_for_child(officer)
+    saved = set(db.session.execute(select(RecordKey.record_type, RecordKey.record_id, RecordKey.kind,
+                                          RecordKey.key)).all())
+    assert {row[0] for row in saved} == {"case", "trace", "tracing_request"}
+    # An older installation: no relative keys, and name keys made by other rules.
     db.session.execute(delete(RecordKey).where(RecordKey.kind == RELATIVE_KIND))
+    db.session.execute(update(RecordKey).values(key="OLD" + RecordKey.key))
     db.session.commit()
     result = app.test_cli_runner().invoke(args=["matching", "run"])
     assert result.exit_code == 0, result.output
-    assert "parent and caregiver name key" in result.output
-    keys = set(db.session.execute(select(RecordKey.key).where(
-        RecordKey.record_id == case.id, RecordKey.kind == RELATIVE_KIND)).scalars())
-    assert {"KDN", "JRM", "AMN"} <= keys
-    app.test_cli_runner().invoke(args=["matching", "run"])  # again: the same keys, not twice
-    assert db.session.scalar(select(func.count(RecordKey.id)).where(
-        RecordKey.record_id == case.id, RecordKey.kind == RELATIVE_KIND)) == len(keys)
+    assert f"Indexed {len(saved)} name key(s)" in result.output
+    rows = db.session.execute(select(RecordKey.record_type, RecordKey.record_id, RecordKey.kind,
+                                     RecordKey.key)).all()
+    assert len(rows) == len(saved) and set(rows) == saved
+    assert {"KDN", "JRM", "AMN"} <= {key for _t, rid, kind, key in saved if rid == case.id and kind == RELATIVE_KIND}
+    assert proposals(trace_id=trace.id, case_id=case.id)
