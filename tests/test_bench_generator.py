@@ -415,3 +415,41 @@ def test_engine_adapter_uses_the_documented_entry_points():
     adapter.run_all(["t1", "t2"])
     assert calls == [("match", "trace", "t1"), ("match", "trace", "t2")]
     assert any("no run_all" in note for note in adapter.notes)
+
+
+def test_the_in_memory_case_index_ranks_as_the_database_path(default_forms, make, monkeypatch):
+    """The bulk re-match ranks candidates with arrays (CaseIndex); one-record matching with
+    SQL (ranked_candidates). On generated data with many common keys both give the same
+    candidates, scores and order."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from app.permissions import ROLE_CASEWORKER, ROLE_TRACING_OFFICER
+    from forms.operations import import_locations_csv
+    from matching import engine
+    from tracing.models import Trace
+    monkeypatch.setattr(engine, "COMMON_MIN", 5)  # many keys count as common at this size
+    import_locations_csv(md.locations_csv(md.build_places()))
+    agency = make.agency()
+    group = make.group(agency=agency)
+    caseworker = make.user(ROLE_CASEWORKER, agency=agency, groups=[group])
+    tracer = make.user(ROLE_TRACING_OFFICER, agency=agency, groups=[group])
+    loader = me.BulkLoader(caseworker, tracer, group, seed=7)
+    with me.form_lookups_cached():
+        for batch in md.Generator(300, 300, seed=7).batches():
+            loader.add(batch)
+    loader._flush()
+    index = engine.CaseIndex()
+    traces = db_session().execute(select(Trace).options(selectinload(Trace.tracing_request))).scalars().all()
+    assert len(traces) == 300
+    common = compared = 0
+    for trace in traces:
+        person = engine.trace_person(trace)
+        from_sql = engine.ranked_candidates(person, "case")
+        from_index = index.candidates(person)
+        assert [case_id for case_id, _ in from_index] == [case_id for case_id, _ in from_sql]
+        assert [round(score, 9) for _, score in from_index] == [round(score, 9) for _, score in from_sql]
+        compared += len(from_sql)
+        common += any(engine._is_common(index.counts.get((engine.NAME_KIND, key), 0), index.total)
+                      for token in engine.blocking_tokens(person) for key in token.keys)
+    assert compared > 300 * 10 and common > 100  # the test exercised full lists and common keys
