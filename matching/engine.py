@@ -407,6 +407,12 @@ AGE_PENALTY_PER_YEAR = 1.5
 AGE_PENALTY_MAX = 6.0
 AGE_CLOSE_BONUS = 1.0           # birth years within a year: namesakes of other ages rank lower
 PLACE_BONUS = {0: 2.0, 1: 1.0, 2: 0.5}  # same place, one level up (district), two (region)
+# The second stage: the best FIRST_STAGE_POOL of the first are re-ranked by how the child's own
+# name (the first given token) compares on both sides, which separates the child from siblings
+# and cousins who share every other name (measured: bench/README.md, "Blocking").
+FIRST_STAGE_POOL = 150
+OWN_NAME_POINTS = {"exact": 4.0, "variant": 4.0, "nickname": 3.0, "phonetic": 3.0, "transliteration": 3.0,
+                   "fuzzy_high": 2.0, "fuzzy_low": 1.0, "different": -1.0}
 _OPPOSITE_SEX = {"male": "female", "female": "male"}
 _OWN_NAME_PARTS = ("given", "full")
 _NAME_PART_ORDER = ("given", "middle", "family", "full", "nickname", "other")
@@ -519,6 +525,44 @@ def blocking_tokens(person: Person) -> list[BlockingToken]:
             if keys:
                 tokens.append(BlockingToken(keys, RELATIVE_TOKEN_WEIGHT, True))
     return tokens
+
+
+def own_name_token(person: Person) -> str | None:
+    """The child's own name: the first token of the given (or full) name, if recorded."""
+    for part in _OWN_NAME_PARTS:
+        for value in person.names.get(part, []):
+            tokens = name_tokens(value)
+            if tokens:
+                return tokens[0]
+    return None
+
+
+def own_name_of(record_type: str, data: Mapping) -> str | None:
+    """`own_name_token` from a record's form values (fields tagged given or full name)."""
+    from forms.operations import fields_with_matching_tag
+    for tag in ("given_name", "full_name"):
+        for key in fields_with_matching_tag(record_type, tag):
+            value = data.get(key)
+            if isinstance(value, str):
+                tokens = name_tokens(value)
+                if tokens:
+                    return tokens[0]
+    return None
+
+
+def rerank_by_own_name(pool: list[tuple[str, float]], own: str | None, own_of: Mapping[str, str | None],
+                       limit: int) -> list[tuple[str, float]]:
+    """The second stage: the first stage's score plus OWN_NAME_POINTS for the level at which
+    the child's own name compares with each candidate's; the best `limit`, best first."""
+    if own is None:
+        return pool[:limit]
+    rescored = []
+    for record_id, score in pool:
+        other = own_of.get(record_id)
+        if other is not None:
+            score += OWN_NAME_POINTS.get(str(cmp.compare_tokens(own, other)[0]), 0.0)
+        rescored.append((record_id, score))
+    return heapq.nsmallest(limit, rescored, key=lambda item: (-item[1], item[0]))
 
 
 def _sex_code(value) -> str:
@@ -697,8 +741,20 @@ def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_
                     table.id.in_(ids[start:start + 5000]), *conditions)).all():
             attributes[record_id] = row_attributes(other_type, sex, age, created_at, location_code, ancestors)
     postings = {kk: [record_id for record_id in holders if record_id in attributes] for kk, holders in found.items()}
-    return rank_candidates(tokens, postings, counts, total, person_attributes(person, ancestors), attributes,
-                           limit)
+    pool = rank_candidates(tokens, postings, counts, total, person_attributes(person, ancestors), attributes,
+                           max(limit, FIRST_STAGE_POOL))
+    own = own_name_token(person)
+    if own is None or not pool:
+        return pool[:limit]
+    # The second stage needs each candidate's own name: only the given/full name fields of the pool.
+    from forms.operations import fields_with_matching_tag
+    fields = [key for tag in ("given_name", "full_name") for key in fields_with_matching_tag(other_type, tag)]
+    own_of: dict[str, str | None] = {}
+    if fields:
+        for record_id, *values in connection.execute(select(table.id, *(model.data[key].as_string() for key in fields))
+                                                     .where(table.id.in_([record_id for record_id, _ in pool]))):
+            own_of[record_id] = own_name_of(other_type, dict(zip(fields, values)))
+    return rerank_by_own_name(pool, own, own_of, limit)
 
 
 def blocking_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_KEEP) -> list[str]:
@@ -760,6 +816,7 @@ class CaseIndex:
             if i is not None:
                 postings.setdefault(kk, []).append(i)
         self.postings = {kk: np.array(sorted(set(holders)), dtype=np.int32) for kk, holders in postings.items()}
+        self.own_names = {case_id: own_name_token(person) for case_id, person in self.persons.items()}
 
     def _place_number(self, code: str) -> int:
         number = self._place_numbers.get(code)
@@ -776,6 +833,11 @@ class CaseIndex:
         return found
 
     def candidates(self, person: Person, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
+        """Both stages, as `ranked_candidates` gives them."""
+        pool = self.first_stage(person, max(limit, FIRST_STAGE_POOL))
+        return rerank_by_own_name(pool, own_name_token(person), self.own_names, limit)
+
+    def first_stage(self, person: Person, limit: int) -> list[tuple[str, float]]:
         """`rank_candidates` over the whole index, with arrays: the same ids, scores and order."""
         query = person_attributes(person, self.ancestors)
         total = max(self.total, 1)
@@ -975,23 +1037,65 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index: CaseInde
     return pending
 
 
-def run_all(chunk_size: int = 500, changed: bool = False, progress=None) -> int:
+def run_all(chunk_size: int = 500, changed: bool = False, progress=None, processes: int = 1) -> int:
     """Re-match every trace in this process, chunk by chunk, committing after each chunk.
 
-    `flask matching run` shares the same chunks among workers as jobs; this is the
-    single-process form (benchmark, small installations). Returns the pending proposals stored.
+    `flask matching run` shares the same chunks among rq workers as jobs; this is the
+    single-machine form (benchmark, small installations). With `processes` > 1 (PostgreSQL
+    only: SQLite has one writer) the chunks are shared by that many forked processes, which
+    inherit the case index built here instead of each building its own. Returns the pending
+    proposals stored.
     """
     from tracing.models import Trace
     ids = list(db.session.execute(select(Trace.id).order_by(Trace.id)).scalars())
     index = case_index()
-    pending = 0
-    for start in range(0, len(ids), chunk_size):
-        pending += match_trace_ids(ids[start:start + chunk_size], changed=changed, index=index)
+    chunks = [ids[start:start + chunk_size] for start in range(0, len(ids), chunk_size)]
+    pending = done = 0
+    if processes > 1 and db.engine.dialect.name != "sqlite" and len(chunks) > 1:
+        import multiprocessing
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()  # no connection may be shared with the forked processes
+        context = multiprocessing.get_context("fork")
+        app = current_app._get_current_object()
+        with context.Pool(processes, initializer=_chunk_worker_start, initargs=(app,)) as pool:
+            for size, stored in pool.imap_unordered(_chunk_worker_match, [(chunk, changed) for chunk in chunks]):
+                pending, done = pending + stored, done + size
+                if progress is not None:
+                    progress(done, len(ids))
+        return pending
+    for chunk in chunks:
+        pending += match_trace_ids(chunk, changed=changed, index=index)
         db.session.commit()
         db.session.expunge_all()  # keep the identity map small; the index holds plain values
+        done += len(chunk)
         if progress is not None:
-            progress(min(start + chunk_size, len(ids)), len(ids))
+            progress(done, len(ids))
     return pending
+
+
+_WORKER_CONTEXT: list = []
+
+
+def _chunk_worker_start(app) -> None:
+    """In a process forked by `run_all`: its own connections, an app context, the inherited index."""
+    db.engine.dispose(close=False)  # the parent's pooled connections belong to the parent
+    context = app.app_context()
+    context.push()
+    _WORKER_CONTEXT.append(context)
+
+
+def _chunk_worker_match(job: tuple[list[str], bool]) -> tuple[int, int]:
+    chunk, changed = job
+    try:
+        stored = match_trace_ids(chunk, changed=changed, index=_CASE_INDEX.get("cases"))
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    finally:
+        db.session.expunge_all()
+    return len(chunk), stored
 
 
 def _withdraw(trace_id: str | None = None, case_id: str | None = None) -> None:

@@ -254,6 +254,39 @@ def test_the_bulk_rematch_stores_what_matching_one_by_one_stores(app, tracer):
     assert stored() == one_by_one
 
 
+def test_a_rematch_shared_by_two_forked_processes_stores_what_one_process_stores(app, make, committed):
+    """run_all(processes=2) forks two processes that inherit the case index; on PostgreSQL
+    they store exactly the proposals a single process stores."""
+    from matching.engine import run_all
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("SQLite has one writer: run_all uses one process there")
+    from forms.operations import load_default_configuration
+    with app.app_context():
+        load_default_configuration()
+        agency = make.agency()
+        officer, caseworker = make.user("tracing_officer", agency=agency), make.user("caseworker", agency=agency)
+        db.session.commit()
+        for first, sex, age in (("Muhammad", "male", 9), ("Ahmed", "male", 12), ("Fatima", "female", 5),
+                                ("Aisha", "female", 7), ("Omar", "male", 3)):
+            register_child(caseworker, name_first=first, sex=sex, age=age)
+        for first, sex, age in (("Mohamed", "male", 7), ("Fatuma", "female", 4), ("Ahmad", "male", 11),
+                                ("Aicha", "female", 6), ("Umar", "male", 2), ("Hassan", "male", 8)):
+            search_for_child(officer, name_first=first, sex=sex, age=age)
+
+        def stored():
+            db.session.expire_all()
+            return {(p.trace_id, p.case_id): (p.score, p.likelihood, p.status) for p in proposals()}
+        single = run_all(chunk_size=2)
+        db.session.commit()
+        one_process = stored()
+        assert len(one_process) >= 5
+        for proposal in proposals():
+            db.session.delete(proposal)
+        db.session.commit()
+        assert run_all(chunk_size=2, processes=2) == single
+        assert stored() == one_process
+
+
 def test_a_full_rematch_rewrites_every_records_name_keys_with_the_rules_in_force(app, tracer):
     """Records saved before the key rules changed (or before relative keys existed) are
     re-keyed by `flask matching run`: the same keys a save writes today, once each."""
