@@ -285,24 +285,34 @@ def _age_at(person: Person, when: date | None) -> float | None:
 
 
 def compare(trace: Person, case: Person, settings: Settings, frequencies: Mapping[str, float] | None = None,
-            ancestors=None) -> tuple[float, list[dict]]:
-    """The match weight of a pair and its per-comparator explanation, strongest first."""
-    evidence: list[dict] = []
+            ancestors=None, explain: bool = True) -> tuple[float, list[dict] | None]:
+    """The match weight of a pair and its per-comparator explanation, strongest first.
 
-    def add(comparator: str, result: cmp.Comparison, extra: dict | None = None) -> None:
+    With `explain=False` only the weight is computed (the explanation is None): most pairs
+    a trace is compared with are never proposed, and the bulk re-match explains only those
+    that are (the weight is the same either way).
+    """
+    evidence: list[dict] = []
+    summed = 0.0
+    weights = settings.weights
+
+    def add(comparator: str, result: cmp.Comparison, extra=None) -> None:
+        nonlocal summed
         level = str(result.level)
         if level == "missing":
             return
-        weight = settings.weights.get(comparator, {}).get(level, 0.0)
-        item = {"comparator": comparator, "level": level, "weight": round(weight, 3),
-                "similarity": round(float(result.similarity), 3)}
-        if extra:
-            item.update(extra)
-        evidence.append(item)
+        weight = round(weights.get(comparator, {}).get(level, 0.0), 3)
+        summed += weight
+        if explain:
+            item = {"comparator": comparator, "level": level, "weight": weight,
+                    "similarity": round(float(result.similarity), 3)}
+            if extra:
+                item.update(extra() if callable(extra) else extra)
+            evidence.append(item)
 
     names = cmp.compare_names(trace.names, case.names)
-    matches = [{"a": m.a, "b": m.b, "level": str(m.level)} for m in getattr(names, "matches", ())]
-    add("names", names, {"tokens": matches})
+    add("names", names, lambda: {"tokens": [{"a": m.a, "b": m.b, "level": str(m.level)}
+                                            for m in getattr(names, "matches", ())]})
     if str(names.level) not in ("missing", "different") and frequencies is not None:
         tf = 0.0
         for match in getattr(names, "matches", ()):
@@ -310,8 +320,11 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
                 share = frequencies.get(name_key(match.b)) or frequencies.get("", TF_REFERENCE)
                 tf += max(-TF_CLAMP, min(TF_CLAMP, math.log2(TF_REFERENCE / share)))
         if tf:
-            evidence.append({"comparator": "name_frequency", "level": "rare" if tf > 0 else "common",
-                             "weight": round(tf / 2, 3), "similarity": 0.0})
+            weight = round(tf / 2, 3)
+            summed += weight
+            if explain:
+                evidence.append({"comparator": "name_frequency", "level": "rare" if tf > 0 else "common",
+                                 "weight": weight, "similarity": 0.0})
     add("given_name", cmp.compare_given_names(trace.names, case.names))
     add("sex", cmp.compare_sex(trace.sex, case.sex))
     if trace.date_of_birth and case.date_of_birth:
@@ -345,7 +358,9 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     for tag in CATEGORICAL:
         if tag in trace.categorical and tag in case.categorical:
             add(tag, cmp.compare_categorical(trace.categorical[tag], case.categorical[tag]))
-    score = settings.prior + sum(item["weight"] for item in evidence)
+    score = settings.prior + summed
+    if not explain:
+        return score, None
     evidence.sort(key=lambda item: -abs(item["weight"]))
     return score, evidence
 
@@ -1028,8 +1043,12 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index: CaseInde
         person = trace_person(trace, trace_tags, request_tags)
         frequencies = index.frequencies(person)
         scored = []
+        mine = existing.get(trace.id, {})
         for case_id, _cheap in index.candidates(person):
-            score, evidence = compare(person, index.persons[case_id], settings, frequencies, ancestors)
+            case = index.persons[case_id]
+            score, evidence = compare(person, case, settings, frequencies, ancestors, explain=False)
+            if case_id in mine or likelihood_of(probability(score), settings) is not None:
+                score, evidence = compare(person, case, settings, frequencies, ancestors)
             scored.append((case_id, score, evidence))
         pending += len(_store(trace.id, scored, settings, changed, by_trace=True,
                               existing=existing.get(trace.id, {}), flush=False))
