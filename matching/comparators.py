@@ -72,6 +72,7 @@ __all__ = [
     "compare_locations",
     "compare_names",
     "compare_relative_name",
+    "names_one_person",
     "compare_sex",
     "compare_tokens",
 ]
@@ -662,6 +663,12 @@ _RELATIONSHIP_FIELD = {
     "tuteur": "caregiver_name",
     "tutrice": "caregiver_name",
 }
+
+
+def names_one_person(relationship: str | None) -> bool:
+    """True when the relationship names one person the case may record (mother, father,
+    caregiver), not one of several (a sibling, an aunt, a grandparent)."""
+    return normalize_name(relationship or "") in _RELATIONSHIP_FIELD
 
 
 def compare_relative_name(

@@ -65,7 +65,7 @@ from matching.names import name_key, name_keys, name_tokens
 # proposing about two cases per trace.
 DEFAULT_LIKELY = 0.8
 DEFAULT_POSSIBLE = 0.02
-DEFAULT_PRIOR = -15.4  # log2 odds that a candidate pair is the same child before any evidence
+DEFAULT_PRIOR = -14.4  # log2 odds that a candidate pair is the same child before any evidence
 WEIGHT_SCALE = 0.6     # calibrated log2 odds = WEIGHT_SCALE * (prior + summed weights)
 
 # m and u per comparator level (documented defaults; an administrator can override them).
@@ -99,10 +99,12 @@ DEFAULT_PARAMETERS: dict[str, dict[str, tuple[float, float]]] = {
     "inquirer": {"exact": (0.30, 0.001), "variant": (0.25, 0.004), "phonetic": (0.12, 0.008),
                  "fuzzy_high": (0.06, 0.01), "fuzzy_low": (0.04, 0.03), "partial": (0.10, 0.10),
                  "different": (0.13, 0.85)},
-    "language": {"same": (0.9, 0.4), "different": (0.1, 0.6)},
-    "nationality": {"same": (0.92, 0.5), "different": (0.08, 0.5)},
-    "ethnicity": {"same": (0.85, 0.3), "different": (0.15, 0.7)},
-    "religion": {"same": (0.9, 0.6), "different": (0.1, 0.4)},
+    # Weak evidence: recorded by different people from what a frightened child or a relative
+    # said, so a disagreement costs about one bit (was up to 2.6: it sank true pairs).
+    "language": {"same": (0.8, 0.4), "different": (0.2, 0.6)},
+    "nationality": {"same": (0.8, 0.5), "different": (0.2, 0.5)},
+    "ethnicity": {"same": (0.7, 0.3), "different": (0.3, 0.7)},
+    "religion": {"same": (0.8, 0.6), "different": (0.2, 0.4)},
 }
 # Term frequency: a shared name token whose key is held by a share f of cases adds
 # log2(TF_REFERENCE / f), clamped, so rare names count more and common ones less.
@@ -110,6 +112,7 @@ TF_REFERENCE = 0.01
 TF_CLAMP = 3.0
 TF_PSEUDO_RECORDS = 1000
 MATCHED_TOKEN_LEVELS = {"exact", "variant", "nickname", "phonetic", "transliteration"}
+FULLY_PAIRED_NAME_LEVELS = {"exact", "variant", "phonetic", "fuzzy_high", "fuzzy_low"}
 
 # Tags whose change may change a match (a rejected pair may come back only after one of these).
 MATCHING_TAGS = ("given_name", "middle_name", "family_name", "full_name", "nickname", "other_name", "sex",
@@ -144,6 +147,12 @@ class Person:
     inquirer_name: str | None = None
     relationship: str | None = None
     categorical: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def core_token_count(self) -> int:
+        """How many name tokens the given, middle, family and full names hold."""
+        return sum(len(name_tokens(value)) for part in ("given", "middle", "family", "full")
+                   for value in self.names.get(part, []))
 
     @property
     def all_names_text(self) -> str:
@@ -311,8 +320,17 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
             evidence.append(item)
 
     names = cmp.compare_names(trace.names, case.names)
-    add("names", names, lambda: {"tokens": [{"a": m.a, "b": m.b, "level": str(m.level)}
-                                            for m in getattr(names, "matches", ())]})
+    fully_paired = str(names.level) in FULLY_PAIRED_NAME_LEVELS
+    given = cmp.compare_given_names(trace.names, case.names)
+    # Every token of the shorter name found in the other but the first tokens differ: the order
+    # was swapped or the chain written from another end, not a sibling's own name (a sibling's
+    # own name is left unpaired: "partial"). The names comparator says it; given_name does not.
+    given_counts = not (fully_paired and str(given.level) == "different")
+    if not (fully_paired and given_counts and min(trace.core_token_count, case.core_token_count) == 1):
+        # A one-word name found in the other as its own name is the given_name comparison again:
+        # counted twice, it made every sparse namesake ("Hayatullah") look like the child.
+        add("names", names, lambda: {"tokens": [{"a": m.a, "b": m.b, "level": str(m.level)}
+                                                for m in getattr(names, "matches", ())]})
     if str(names.level) not in ("missing", "different") and frequencies is not None:
         tf = 0.0
         for match in getattr(names, "matches", ()):
@@ -325,7 +343,8 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
             if explain:
                 evidence.append({"comparator": "name_frequency", "level": "rare" if tf > 0 else "common",
                                  "weight": weight, "similarity": 0.0})
-    add("given_name", cmp.compare_given_names(trace.names, case.names))
+    if given_counts:
+        add("given_name", given)
     add("sex", cmp.compare_sex(trace.sex, case.sex))
     if trace.date_of_birth and case.date_of_birth:
         add("date_of_birth", cmp.compare_dates(trace.date_of_birth, case.date_of_birth))
@@ -354,7 +373,11 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
                      "child_name": case.all_names_text}
         if any(relatives[k] for k in ("mother_name", "father_name", "caregiver_name", "family_details")):
             result = cmp.compare_relative_name(trace.inquirer_name, trace.relationship, relatives)
-            add("inquirer", result, {"compared_with": result.details.get("compared_with")})
+            if str(result.level) != "different" or (not result.details.get("fallback")
+                                                     and cmp.names_one_person(trace.relationship)):
+                # An aunt's name differing from the recorded mother's, or one sibling's from
+                # another's, says nothing: only the one mother, father or caregiver can disagree.
+                add("inquirer", result, {"compared_with": result.details.get("compared_with")})
     for tag in CATEGORICAL:
         if tag in trace.categorical and tag in case.categorical:
             add(tag, cmp.compare_categorical(trace.categorical[tag], case.categorical[tag]))

@@ -312,3 +312,68 @@ def test_a_full_rematch_rewrites_every_records_name_keys_with_the_rules_in_force
     assert len(rows) == len(saved) and set(rows) == saved
     assert {"KDN", "JRM", "AMN"} <= {key for _t, rid, kind, key in saved if rid == case.id and kind == RELATIVE_KIND}
     assert proposals(trace_id=trace.id, case_id=case.id)
+
+
+def _evidence(trace, case):
+    from matching import engine
+    settings = engine.Settings(1, engine.DEFAULT_LIKELY, engine.DEFAULT_POSSIBLE, engine.DEFAULT_PRIOR,
+                               engine._weights({}))
+    score, evidence = engine.compare(trace, case, settings)
+    assert engine.compare(trace, case, settings, explain=False) == (score, None)  # same weight unexplained
+    return score, {item["comparator"]: item for item in evidence}
+
+
+def _person(record_type, **values):
+    from matching.engine import Person
+    return Person(record_type, values.pop("id", record_type), **values)
+
+
+def test_a_one_word_name_found_in_the_other_is_counted_once():
+    """"Hayatullah" alone is in "Hayatullah Muhammad": the own-name comparison says so; the
+    whole-name comparison would say it again and make every sparse namesake look like the child."""
+    trace = _person("trace", names={"given": ["Hayatullah"], "family": ["Mohmamad"]}, sex="male")
+    sparse = _person("case", names={"given": ["Hayatullah"]}, sex="male")
+    _score, evidence = _evidence(trace, sparse)
+    assert "names" not in evidence and evidence["given_name"]["level"] == "exact"
+    fuller = _person("case", names={"given": ["Hayatullah"], "family": ["Muhammad"]}, sex="male")
+    _score, evidence = _evidence(trace, fuller)
+    assert evidence["names"]["level"] in ("fuzzy_high", "fuzzy_low", "phonetic", "variant")
+    assert _evidence(trace, fuller)[0] > _evidence(trace, sparse)[0]
+
+
+def test_swapped_or_truncated_names_do_not_count_as_different_own_names():
+    trace = _person("trace", names={"given": ["Moukendi"], "middle": ["Katende"], "family": ["Pascal"]}, sex="male")
+    case = _person("case", names={"given": ["Pascal"]}, sex="male")  # the chain's last name, alone
+    _score, evidence = _evidence(trace, case)
+    assert evidence["names"]["level"] == "variant" and "given_name" not in evidence
+    swapped = _person("case", names={"given": ["Pascal"], "family": ["Mukendi"]}, sex="male")
+    _score, evidence = _evidence(trace, swapped)
+    assert evidence["names"]["level"] in ("variant", "phonetic") and evidence["given_name"]["weight"] > 3
+    sibling = _person("case", names={"given": ["Jean"], "middle": ["Katende"], "family": ["Pascal"]}, sex="male")
+    _score, evidence = _evidence(trace, sibling)
+    assert evidence["names"]["level"] == "partial" and evidence["given_name"]["level"] == "different"
+    assert evidence["given_name"]["weight"] < -3
+
+
+def test_only_the_relative_the_relationship_names_can_disagree_with_the_inquirer():
+    case = _person("case", names={"given": ["Amina"]}, sex="female", mother_name="Halima Yusuf",
+                   family_details=[{"name": "Divina", "relationship": "sibling"}])
+    mother = _person("trace", names={"given": ["Amina"]}, sex="female", inquirer_name="Fatuma Abdi",
+                     relationship="mother")
+    assert _evidence(mother, case)[1]["inquirer"]["level"] == "different"
+    assert _evidence(mother, case)[1]["inquirer"]["weight"] < -2
+    for relationship, inquirer in (("aunt_uncle", "Fatuma Abdi"), ("sibling", "Goitom Aman")):
+        other = _person("trace", names={"given": ["Amina"]}, sex="female", inquirer_name=inquirer,
+                        relationship=relationship)
+        assert "inquirer" not in _evidence(other, case)[1], relationship
+    aunt_named = _person("trace", names={"given": ["Amina"]}, sex="female", inquirer_name="Halima Yusuf",
+                         relationship="aunt_uncle")
+    assert _evidence(aunt_named, case)[1]["inquirer"]["weight"] > 3  # a match with any relative still counts
+
+
+def test_language_nationality_ethnicity_religion_are_weak_evidence():
+    from matching import engine
+    weights = engine._weights({})
+    for tag in engine.CATEGORICAL:
+        assert 0 < weights[tag]["same"] <= 1.3 and -1.8 <= weights[tag]["different"] < 0, tag
+    assert weights["sex"]["different"] < -4  # sex stays a strong discriminator

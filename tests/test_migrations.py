@@ -1,6 +1,7 @@
 """Migrations reach the models' schema from empty, step by step, and go back down (R6)."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -100,3 +101,23 @@ def test_untouched_old_matching_thresholds_move_to_the_calibrated_defaults(scrat
         upgrade(revision="d93a2e6c1f03")
         with db.engine.connect() as connection:
             assert tuple(newest(connection)) == (0.95, 0.5, "before")
+
+
+def test_the_engine_defaults_of_this_release_get_their_own_settings_version(scratch_app):
+    """a26b5d9c4e06: an installation with settings gets a new version, a copy of the newest (the
+    administrator's thresholds and weights kept), so new proposals name the new engine."""
+    with scratch_app.app_context():
+        upgrade(revision="f15c4e8a3b05")
+        with db.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO matching_configs (created_at, likely_threshold, possible_threshold, parameters, note) "
+                "VALUES (CURRENT_TIMESTAMP, 0.85, 0.05, :parameters, 'chosen')"),
+                {"parameters": '{"sex": {"different": [0.01, 0.5]}}'})
+        upgrade(revision="a26b5d9c4e06")
+        with db.engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, likely_threshold, possible_threshold, parameters, note "
+                                           "FROM matching_configs ORDER BY id")).all()
+        assert len(rows) == 2 and rows[1][0] > rows[0][0]
+        parameters = rows[1][3] if isinstance(rows[1][3], dict) else json.loads(rows[1][3])
+        assert (rows[1][1], rows[1][2], parameters) == (0.85, 0.05, {"sex": {"different": [0.01, 0.5]}})
+        assert "release" in rows[1][4]
