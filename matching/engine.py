@@ -10,8 +10,9 @@
    its parents' and caregiver's names (kind "relative"). A cheap first stage ranks them by
    the rarity of the keys shared per name token, sex, birth year and place of separation;
    a very common key ("Mohamed") is split by a second key (compatible sex and birth year),
-   so it cannot flood the candidates, and only the best `FIRST_STAGE_KEEP` are compared in
-   full. A full re-match (`run_all`, `flask matching run`) uses an in-memory index of the
+   so it cannot flood the candidates. A second stage re-ranks the best `FIRST_STAGE_POOL`
+   by how the child's own name compares on both sides, and the best `FIRST_STAGE_KEEP`
+   within `COMPARE_MARGIN` points of the best are compared in full. A full re-match (`run_all`, `flask matching run`) uses an in-memory index of the
    cases (`CaseIndex`) instead of a query per trace, with the same ranking.
 3. **Scoring.** A Fellegi-Sunter model: every comparator returns a level; each level has
    m = P(level | same child) and u = P(level | different children); the evidence weight is
@@ -425,14 +426,17 @@ def _ancestors(code: str) -> list[str]:
 # chain name on the other side. A cheap first stage ranks every record that shares a key:
 # each token of the record being matched adds the rarity (idf) of its best shared key, the
 # child's own given name counts more and relatives' names less, then a different sex or a
-# distant birth year costs points. Only the best `FIRST_STAGE_KEEP` are compared in full.
+# distant birth year costs points. The second stage adds points for the level at which the
+# child's own name compares (siblings share every other name) to the best FIRST_STAGE_POOL; the
+# best FIRST_STAGE_KEEP within COMPARE_MARGIN points of the best are compared in full.
 # A common key ("Mohamed", shared by more than COMMON_SHARE of the records) is split by a
 # second key: it only brings records of a compatible sex and birth year, so a very common
 # name never floods the candidates and a true pair is not crowded out by namesakes.
 
 RELATIVE_KIND = "relative"
 RELATIVE_TAGS = ("mother_name", "father_name", "caregiver_name")
-FIRST_STAGE_KEEP = 30
+FIRST_STAGE_KEEP = 60
+COMPARE_MARGIN = 18.0  # ... and only those within this many points of the best
 COMMON_SHARE = 0.02
 COMMON_MIN = 200
 COMMON_MAX_YEARS = 8.0          # a common key only brings records born within this many years
@@ -593,14 +597,19 @@ def rerank_by_own_name(pool: list[tuple[str, float]], own: str | None, own_of: M
     """The second stage: the first stage's score plus OWN_NAME_POINTS for the level at which
     the child's own name compares with each candidate's; the best `limit`, best first."""
     if own is None:
-        return pool[:limit]
-    rescored = []
-    for record_id, score in pool:
-        other = own_of.get(record_id)
-        if other is not None:
-            score += OWN_NAME_POINTS.get(str(cmp.compare_tokens(own, other)[0]), 0.0)
-        rescored.append((record_id, score))
-    return heapq.nsmallest(limit, rescored, key=lambda item: (-item[1], item[0]))
+        ranked = pool[:limit]
+    else:
+        rescored = []
+        for record_id, score in pool:
+            other = own_of.get(record_id)
+            if other is not None:
+                score += OWN_NAME_POINTS.get(str(cmp.compare_tokens(own, other)[0]), 0.0)
+            rescored.append((record_id, score))
+        ranked = heapq.nsmallest(limit, rescored, key=lambda item: (-item[1], item[0]))
+    if ranked:  # far behind the best, a candidate is not worth a full comparison
+        floor = ranked[0][1] - COMPARE_MARGIN
+        ranked = [item for item in ranked if item[1] >= floor]
+    return ranked
 
 
 def _sex_code(value) -> str:
