@@ -791,13 +791,11 @@ def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_
     pool = rank_candidates(tokens, postings, counts, total, person_attributes(person, ancestors), attributes,
                            max(limit, FIRST_STAGE_POOL))
     own = own_name_token(person)
-    if own is None or not pool:
-        return pool[:limit]
     # The second stage needs each candidate's own name: only the given/full name fields of the pool.
     from forms.operations import fields_with_matching_tag
     fields = [key for tag in ("given_name", "full_name") for key in fields_with_matching_tag(other_type, tag)]
     own_of: dict[str, str | None] = {}
-    if fields:
+    if own is not None and pool and fields:
         for record_id, *values in connection.execute(select(table.id, *(model.data[key].as_string() for key in fields))
                                                      .where(table.id.in_([record_id for record_id, _ in pool]))):
             own_of[record_id] = own_name_of(other_type, dict(zip(fields, values)))

@@ -453,3 +453,9 @@ def test_the_in_memory_case_index_ranks_as_the_database_path(default_forms, make
         common += any(engine._is_common(index.counts.get((engine.NAME_KIND, key), 0), index.total)
                       for token in engine.blocking_tokens(person) for key in token.keys)
     assert compared > 300 * 10 and common > 100  # the test exercised full lists and common keys
+    # Without an own (given or full) name the second stage has nothing to compare: both paths agree.
+    for trace in traces[:40]:
+        person = engine.trace_person(trace)
+        person.names = {part: values for part, values in person.names.items() if part not in ("given", "full")}
+        assert engine.own_name_token(person) is None
+        assert index.candidates(person) == engine.ranked_candidates(person, "case")
