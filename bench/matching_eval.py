@@ -633,11 +633,14 @@ class EngineAdapter:
         """The engine's in-memory case index (the bulk re-match's blocking), if it has one: it
         ranks exactly as `blocking_candidates` does through SQL (tests/test_bench_generator.py)
         and is far faster, so the pair-completeness pass can cover every trace at 100,000."""
-        make = getattr(self.engine, "case_index", None)
-        return make() if make is not None else None
+        if getattr(self, "_index", None) is None:
+            make = getattr(self.engine, "case_index", None)
+            self._index = make() if make is not None else None
+        return self._index
 
     def forget_case_index(self) -> None:
         """So that the full re-match pays for building its index, as a fresh worker does."""
+        self._index = None
         cache = getattr(self.engine, "_CASE_INDEX", None)
         if cache is not None:
             cache.clear()
