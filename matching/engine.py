@@ -29,6 +29,7 @@
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Iterable, Mapping
@@ -114,6 +115,7 @@ TF_CLAMP = 3.0
 TF_PSEUDO_RECORDS = 1000
 MATCHED_TOKEN_LEVELS = {"exact", "variant", "nickname", "phonetic", "transliteration"}
 FULLY_PAIRED_NAME_LEVELS = {"exact", "variant", "phonetic", "fuzzy_high", "fuzzy_low"}
+OWN_NAME_AGREES = MATCHED_TOKEN_LEVELS | {"fuzzy_high", "fuzzy_low"}
 
 # Tags whose change may change a match (a rejected pair may come back only after one of these).
 MATCHING_TAGS = ("given_name", "middle_name", "family_name", "full_name", "nickname", "other_name", "sex",
@@ -149,7 +151,7 @@ class Person:
     relationship: str | None = None
     categorical: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def core_token_count(self) -> int:
         """How many name tokens the given, middle, family and full names hold."""
         return sum(len(name_tokens(value)) for part in ("given", "middle", "family", "full")
@@ -306,12 +308,14 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     summed = 0.0
     weights = settings.weights
 
-    def add(comparator: str, result: cmp.Comparison, extra=None) -> None:
+    def add(comparator: str, result: cmp.Comparison, extra=None, at_most: float | None = None) -> None:
         nonlocal summed
         level = str(result.level)
         if level == "missing":
             return
         weight = round(weights.get(comparator, {}).get(level, 0.0), 3)
+        if at_most is not None:
+            weight = min(weight, at_most)
         summed += weight
         if explain:
             item = {"comparator": comparator, "level": level, "weight": weight,
@@ -322,16 +326,24 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
 
     names = cmp.compare_names(trace.names, case.names)
     fully_paired = str(names.level) in FULLY_PAIRED_NAME_LEVELS
+    one_word = min(trace.core_token_count, case.core_token_count) == 1
     given = cmp.compare_given_names(trace.names, case.names)
+    given_level = str(given.level)
     # Every token of the shorter name found in the other but the first tokens differ: the order
     # was swapped or the chain written from another end, not a sibling's own name (a sibling's
     # own name is left unpaired: "partial"). The names comparator says it; given_name does not.
-    given_counts = not (fully_paired and str(given.level) == "different")
-    if not (fully_paired and given_counts and min(trace.core_token_count, case.core_token_count) == 1):
-        # A one-word name found in the other as its own name is the given_name comparison again:
-        # counted twice, it made every sparse namesake ("Hayatullah") look like the child.
-        add("names", names, lambda: {"tokens": [{"a": m.a, "b": m.b, "level": str(m.level)}
-                                                for m in getattr(names, "matches", ())]})
+    given_counts = not (fully_paired and given_level == "different")
+    names_extra = lambda: {"tokens": [{"a": m.a, "b": m.b, "level": str(m.level)}  # noqa: E731
+                                      for m in getattr(names, "matches", ())]}
+    if fully_paired and one_word and given_level in OWN_NAME_AGREES:
+        pass  # a one-word name found as the other's own name is the given_name comparison again:
+        # counted twice, it made every sparse namesake ("Hayatullah") look like the child
+    elif fully_paired and one_word and not given_counts:
+        # A one-word name found among the other's later names (a chain written from the other
+        # end, or the father's name): no stronger than the own name agreeing would be.
+        add("names", names, names_extra, at_most=round(weights.get("given_name", {}).get("exact", 0.0), 3))
+    else:
+        add("names", names, names_extra)
     if str(names.level) not in ("missing", "different") and frequencies is not None:
         tf = 0.0
         for match in getattr(names, "matches", ()):
@@ -751,7 +763,8 @@ def _eligible_filter(other_type: str):
 
 
 def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
-    """The first stage through SQL: (id, cheap score) of the best `other_type` candidates."""
+    """Both blocking stages through SQL: (id, score) of the `other_type` candidates worth a
+    full comparison, best first (what `CaseIndex.candidates` gives from memory)."""
     tokens = blocking_tokens(person)
     keys = sorted({key for token in tokens for key in token.keys})
     if not keys:
@@ -831,12 +844,17 @@ class CaseIndex:
         self._places: dict[str, list[str]] = {}
         rows = db.session.execute(
             select(Case.id, Case.data, Case.created_at, Case.sex, Case.age, Case.location_code).where(*conditions)
-            .order_by(Case.id).execution_options(yield_per=2000))
+            .execution_options(yield_per=2000))
         attributes: list[Attributes] = []
         for case_id, data, created_at, sex, age, location_code in rows:
             self.persons[case_id] = person_from("case", case_id, data or {}, created_at, tags)
             attributes.append(row_attributes("case", sex, age, created_at, location_code, self.ancestors))
-        self.ids = list(self.persons)  # sorted by id: position order is id order (the tie-break)
+        # Positions in Python's order of the ids (the tie-break of rank_candidates), whatever
+        # the database's collation; the attributes follow.
+        loaded = list(self.persons)
+        order = sorted(range(len(loaded)), key=loaded.__getitem__)
+        self.ids = [loaded[i] for i in order]
+        attributes = [attributes[i] for i in order]
         position = {case_id: i for i, case_id in enumerate(self.ids)}
         size = len(self.ids)
         self.sex = np.array([_SEX_NUMBER[a.sex] for a in attributes], dtype=np.int8)
@@ -892,7 +910,7 @@ class CaseIndex:
         query_sex = _SEX_NUMBER[query.sex]
         opposite = _SEX_NUMBER[_OPPOSITE_SEX[query.sex]] if query.sex else -1
         for token in blocking_tokens(person):
-            best = np.zeros(size, dtype=np.float64)
+            best = np.full(size, -1.0, dtype=np.float64)  # as rank_candidates: a value must beat -1
             for key in token.keys:
                 for kind in (NAME_KIND, RELATIVE_KIND):
                     ids = self.postings.get((kind, key))
@@ -909,7 +927,7 @@ class CaseIndex:
                             keep &= np.isnan(years) | (np.abs(query.birth_year - years) <= COMMON_MAX_YEARS)
                         ids = ids[keep]
                     best[ids] = np.maximum(best[ids], value)
-            held = best > 0
+            held = best > -1.0
             score[held] += best[held]
             touched |= held
         found = np.flatnonzero(touched)
@@ -1092,26 +1110,42 @@ def run_all(chunk_size: int = 500, changed: bool = False, progress=None, process
     `flask matching run` shares the same chunks among rq workers as jobs; this is the
     single-machine form (benchmark, small installations). With `processes` > 1 (PostgreSQL
     only: SQLite has one writer) the chunks are shared by that many forked processes, which
-    inherit the case index built here instead of each building its own. Returns the pending
-    proposals stored.
+    start with the case index built here (copy-on-write) instead of building their own. A
+    chunk commits on its own: if one fails, the error is raised, chunks not started are
+    cancelled, and the chunks already committed stay (running again re-matches everything).
+    Returns the pending proposals stored.
     """
     from tracing.models import Trace
     ids = list(db.session.execute(select(Trace.id).order_by(Trace.id)).scalars())
     index = case_index()
+    current_settings()  # created here if missing, so that every process scores with one version
+    db.session.commit()
     chunks = [ids[start:start + chunk_size] for start in range(0, len(ids), chunk_size)]
     pending = done = 0
     if processes > 1 and db.engine.dialect.name != "sqlite" and len(chunks) > 1:
+        import gc
         import multiprocessing
-        db.session.commit()
+        from concurrent.futures import ProcessPoolExecutor, as_completed
         db.session.remove()
         db.engine.dispose()  # no connection may be shared with the forked processes
-        context = multiprocessing.get_context("fork")
+        gc.collect()
+        gc.freeze()  # the index's objects are not touched by the collector: fewer pages copied
         app = current_app._get_current_object()
-        with context.Pool(processes, initializer=_chunk_worker_start, initargs=(app,)) as pool:
-            for size, stored in pool.imap_unordered(_chunk_worker_match, [(chunk, changed) for chunk in chunks]):
-                pending, done = pending + stored, done + size
-                if progress is not None:
-                    progress(done, len(ids))
+        try:
+            with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_chunk_worker_start, initargs=(app,)) as executor:
+                futures = [executor.submit(_chunk_worker_match, chunk, changed) for chunk in chunks]
+                try:
+                    for future in as_completed(futures):
+                        size, stored = future.result()  # a chunk's error (or a dead process) is raised here
+                        pending, done = pending + stored, done + size
+                        if progress is not None:
+                            progress(done, len(ids))
+                except BaseException:
+                    executor.shutdown(wait=True, cancel_futures=True)
+                    raise
+        finally:
+            gc.unfreeze()
         return pending
     for chunk in chunks:
         pending += match_trace_ids(chunk, changed=changed, index=index)
@@ -1127,15 +1161,14 @@ _WORKER_CONTEXT: list = []
 
 
 def _chunk_worker_start(app) -> None:
-    """In a process forked by `run_all`: its own connections, an app context, the inherited index."""
-    db.engine.dispose(close=False)  # the parent's pooled connections belong to the parent
+    """In a process forked by `run_all`: an app context, its own connections, the inherited index."""
     context = app.app_context()
     context.push()
     _WORKER_CONTEXT.append(context)
+    db.engine.dispose(close=False)  # the parent's pooled connections belong to the parent
 
 
-def _chunk_worker_match(job: tuple[list[str], bool]) -> tuple[int, int]:
-    chunk, changed = job
+def _chunk_worker_match(chunk: list[str], changed: bool) -> tuple[int, int]:
     try:
         stored = match_trace_ids(chunk, changed=changed, index=_CASE_INDEX.get("cases"))
         db.session.commit()

@@ -240,7 +240,7 @@ def test_the_bulk_rematch_stores_what_matching_one_by_one_stores(app, tracer):
     search_for_child(officer, name_first="Ahmad", age=11)
 
     def stored():
-        return {(p.trace_id, p.case_id): (p.score, p.probability, p.likelihood, p.status)
+        return {(p.trace_id, p.case_id): (p.score, p.probability, p.likelihood, p.status, p.comparison)
                 for p in proposals()}
     for trace in db.session.execute(select(Trace)).scalars():
         match_trace(trace, changed=False)
@@ -252,6 +252,19 @@ def test_the_bulk_rematch_stores_what_matching_one_by_one_stores(app, tracer):
     db.session.commit()
     assert run_all(chunk_size=2) == sum(1 for value in one_by_one.values() if value[3] == "pending")
     assert stored() == one_by_one
+    assert all(value[4] for value in one_by_one.values())  # every stored pair is explained
+    # An existing proposal whose score drops below `possible` is superseded, with the new
+    # explanation (the bulk path explains every pair it updates, not only those it proposes).
+    from matching.engine import current_settings
+    from matching.models import SUPERSEDED
+    settings = current_settings()
+    from matching import operations as ops
+    ops.save_settings(0.9995, 0.999, {}, None, None, note="stricter")
+    db.session.commit()
+    run_all(chunk_size=2)
+    after = stored()
+    dropped = [key for key, value in after.items() if value[3] == SUPERSEDED]
+    assert dropped and all(after[key][4] for key in dropped)
 
 
 def test_a_rematch_shared_by_two_forked_processes_stores_what_one_process_stores(app, make, committed):
@@ -339,6 +352,17 @@ def test_a_one_word_name_found_in_the_other_is_counted_once():
     _score, evidence = _evidence(trace, fuller)
     assert evidence["names"]["level"] in ("fuzzy_high", "fuzzy_low", "phonetic", "variant")
     assert _evidence(trace, fuller)[0] > _evidence(trace, sparse)[0]
+
+
+def test_a_name_without_an_own_name_still_counts_and_a_later_name_counts_no_more_than_the_own_name():
+    case = _person("case", names={"given": ["Ahmad"], "family": ["Karimi"]}, sex="male")
+    for names in ({"family": ["Karimi"]}, {"full": ["Ahmad"]}):
+        _score, evidence = _evidence(_person("trace", names=names, sex="male"), case)
+        assert "names" in evidence or "given_name" in evidence, names
+        assert sum(item["weight"] for key, item in evidence.items() if key in ("names", "given_name")) > 3
+    own = _evidence(_person("trace", names={"given": ["Ahmad"]}, sex="male"), case)[0]
+    later = _evidence(_person("trace", names={"given": ["Karimi"]}, sex="male"), case)[0]
+    assert later <= own  # a one-word name found as the other's father or family name
 
 
 def test_swapped_or_truncated_names_do_not_count_as_different_own_names():
