@@ -48,7 +48,6 @@ def run_command(chunk_size: int, restart: bool, reindex: bool) -> None:
     unfinished = [] if restart else _open_chunks()
     if reindex or not unfinished:
         written = index_all_keys()
-        db.session.commit()
         click.echo(f"Indexed {written} name key(s).")
     if unfinished:
         run_ids = sorted({job.args.get("run") for job in unfinished})

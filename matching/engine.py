@@ -531,32 +531,43 @@ def index_relatives(record) -> None:
             for key in sorted(keys)])
 
 
-def index_all_keys(batch: int = 2000) -> int:
+def index_all_keys(batch: int = 1000) -> int:
     """Rewrite every record's name keys (kind "name": cases, traces, tracing requests) and its
     parents' and caregiver's name keys (kind "relative": cases, traces) with the key rules in
     force. Needed after the rules of `matching.names` change and for records saved before the
-    relative keys existed; returns the number of keys written. The caller commits."""
+    relative keys existed; returns the number of keys written.
+
+    Works in batches, each its own transaction: the batch's records are locked (FOR UPDATE),
+    so a caseworker saving one of them meanwhile either saves first (and its new name is
+    keyed here) or waits and then writes its own keys; no save is held up for longer than a
+    batch. Commits.
+    """
     from sqlalchemy import delete, insert
 
     from app.records.search import name_texts
     from cases.models import Case
     from tracing.models import Trace, TracingRequest
     written = 0
-    db.session.execute(delete(RecordKey).where(RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND))))
     for model, record_type in ((Case, "case"), (Trace, "trace"), (TracingRequest, "tracing_request")):
-        rows: list[dict] = []
-        for record_id, data in db.session.execute(select(model.id, model.data).execution_options(yield_per=batch)):
-            data = data or {}
-            names = relative_keys_of(name_texts(record_type, data))
-            relatives = relative_keys_of(relative_texts(record_type, data)) if record_type != "tracing_request" \
-                else set()
-            rows.extend({"record_type": record_type, "record_id": record_id, "kind": kind, "key": key[:64]}
-                        for kind, keys in ((NAME_KIND, names), (RELATIVE_KIND, relatives)) for key in sorted(keys))
-            if len(rows) >= batch:
+        ids = list(db.session.execute(select(model.id).order_by(model.id)).scalars())
+        db.session.commit()
+        for start in range(0, len(ids), batch):
+            rows: list[dict] = []
+            found = db.session.execute(select(model.id, model.data).where(model.id.in_(ids[start:start + batch]))
+                                       .order_by(model.id).with_for_update()).all()
+            for record_id, data in found:
+                data = data or {}
+                names = relative_keys_of(name_texts(record_type, data))
+                relatives = relative_keys_of(relative_texts(record_type, data)) \
+                    if record_type != "tracing_request" else set()
+                rows.extend({"record_type": record_type, "record_id": record_id, "kind": kind, "key": key[:64]}
+                            for kind, keys in ((NAME_KIND, names), (RELATIVE_KIND, relatives)) for key in sorted(keys))
+            db.session.execute(delete(RecordKey).where(
+                RecordKey.record_type == record_type, RecordKey.record_id.in_([row[0] for row in found]),
+                RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND))))
+            if rows:
                 db.session.execute(insert(RecordKey), rows)
-                written, rows = written + len(rows), []
-        if rows:
-            db.session.execute(insert(RecordKey), rows)
+            db.session.commit()
             written += len(rows)
     return written
 
