@@ -67,7 +67,9 @@ from matching.names import name_key, name_keys, name_tokens
 # proposing about two cases per trace.
 DEFAULT_LIKELY = 0.8
 DEFAULT_POSSIBLE = 0.02
-DEFAULT_PRIOR = -14.4  # log2 odds that a candidate pair is the same child before any evidence
+DEFAULT_PRIOR = -14.4  # log2 odds that a candidate pair is the same child before any evidence,
+PRIOR_REFERENCE_CASES = 10_000  # ... with this many cases (see prior_for)
+PRIOR_MIN_CASES = 2_000
 WEIGHT_SCALE = 0.6     # calibrated log2 odds = WEIGHT_SCALE * (prior + summed weights)
 
 # m and u per comparator level (documented defaults; an administrator can override them).
@@ -268,8 +270,21 @@ def _weights(parameters: Mapping) -> dict[str, dict[str, float]]:
     return weights
 
 
-def current_settings() -> Settings:
-    """The configuration in force (the newest row); created with the defaults on first use."""
+def prior_for(prior: float, cases: int) -> float:
+    """The prior in force with `cases` registered cases.
+
+    A trace's child is one child among all the cases, so the odds that a candidate is that
+    child fall as the number of cases grows: one bit each time it doubles. The configured
+    prior holds at PRIOR_REFERENCE_CASES (where it was fitted); fitted again at 100,000 it came
+    out 3.4 bits lower, where this gives 3.3 (bench/README.md). Below PRIOR_MIN_CASES it no
+    longer rises.
+    """
+    return prior - math.log2(max(cases, PRIOR_MIN_CASES) / PRIOR_REFERENCE_CASES)
+
+
+def current_settings(cases: int | None = None) -> Settings:
+    """The configuration in force (the newest row); created with the defaults on first use.
+    `cases` is the number of cases (counted when not given): the prior depends on it."""
     config = db.session.execute(select(MatchingConfig).order_by(MatchingConfig.id.desc()).limit(1)).scalar_one_or_none()
     if config is None:
         config = MatchingConfig(likely_threshold=DEFAULT_LIKELY, possible_threshold=DEFAULT_POSSIBLE,
@@ -277,8 +292,9 @@ def current_settings() -> Settings:
         db.session.add(config)
         db.session.flush()
     parameters = config.parameters or {}
+    cases = _record_count("case") if cases is None else cases
     return Settings(config.id, config.likely_threshold, config.possible_threshold,
-                    float(parameters.get("prior", DEFAULT_PRIOR)), _weights(parameters))
+                    prior_for(float(parameters.get("prior", DEFAULT_PRIOR)), cases), _weights(parameters))
 
 
 # --- scoring ------------------------------------------------------------------------------------
@@ -1078,7 +1094,7 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index: CaseInde
     if not trace_ids:
         return 0
     index = index or case_index()
-    settings = current_settings()
+    settings = current_settings(index.total)
     trace_tags, request_tags = _tagged("trace"), _tagged("tracing_request")
     traces = db.session.execute(select(Trace).where(Trace.id.in_(trace_ids)).options(
         selectinload(Trace.tracing_request))).scalars().all()
