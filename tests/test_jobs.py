@@ -23,6 +23,15 @@ def record_call(value: int) -> None:
     CALLS.append({"value": value})
 
 
+SEEN_DEFINITIONS: list = []
+
+
+@task("tests.read_definition")
+def read_definition() -> None:
+    from forms.definitions import get_definition
+    SEEN_DEFINITIONS.append(get_definition("case"))
+
+
 @task("tests.always_fails")
 def always_fails() -> None:
     raise RuntimeError("boom")
@@ -137,3 +146,20 @@ def test_pending_job_is_swept_into_redis_once_it_is_back(app, redis_jobs):
 def test_unknown_task_is_refused(app):
     with app.app_context(), pytest.raises(KeyError):
         enqueue("tests.no_such_task", {})
+
+
+def test_a_worker_job_never_sees_definitions_cached_before_it(app, redis_jobs):
+    """A worker lives in one app context for hours; what one job cached (form definitions)
+    must not be what the next job reads after an administrator changed the forms."""
+    from flask import g
+    from rq import SimpleWorker
+
+    from forms.definitions import _DEFINITIONS_KEY
+    with app.test_request_context():
+        g.setdefault(_DEFINITIONS_KEY, {})["case"] = "stale"  # as left by an earlier job
+        row = enqueue("tests.read_definition", {})
+        db.session.commit()
+        dispatch_committed_jobs()
+        SimpleWorker([redis_jobs], connection=redis_jobs.connection).work(burst=True)
+        assert job(row.id).status == "done"
+        assert SEEN_DEFINITIONS and SEEN_DEFINITIONS[-1] != "stale"

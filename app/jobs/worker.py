@@ -16,12 +16,20 @@ log = logging.getLogger(__name__)
 
 
 def perform(job_id: int) -> None:
-    """Called by rq with the JobRecord id; the record is the source of truth."""
+    """Called by rq with the JobRecord id; the record is the source of truth.
+
+    Each job runs in a fresh app context: what a job caches for itself (form definitions,
+    locations) never outlives it, so a worker sees an administrator's form changes at its
+    next job (the worker's own context lasts as long as the worker).
+    """
+    from flask import current_app
+
     from app.jobs.operations import run_job
-    try:
-        run_job(job_id)
-    finally:
-        db.session.remove()
+    with current_app.app_context():
+        try:
+            run_job(job_id)
+        finally:
+            db.session.remove()
 
 
 def _sweeper(app, stop: threading.Event, interval: float) -> None:
