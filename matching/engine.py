@@ -57,14 +57,15 @@ from matching.models import (
 )
 from matching.names import name_key, name_keys, name_tokens
 
-# Calibration (bench/README.md, "Calibration"): the evidence weights below are not independent
+# Calibration (bench/README.md, "Matching results"): the evidence weights below are not independent
 # (names, the given name, the name frequency and the parents' names all say much the same), so
 # their plain sum is overconfident: pairs shown "> 99 %" were right 89 % of the time. The match
 # weight is therefore scaled before it becomes a probability, and the prior and the scale were
-# fitted (logistic regression) on the first-stage candidates of the 10,000 x 10,000 benchmark, so
-# that pairs shown 90 % are right about 90 % of the time. The thresholds follow: `likely` is
-# right about 19 times in 20 on that benchmark; `possible` keeps nearly every true pair while
-# proposing about two cases per trace.
+# fitted (logistic regression) on the blocking candidates of the 10,000 x 10,000 benchmark, so
+# that pairs shown 90 % are right about 90 % of the time; the prior then follows the number of
+# cases (`prior_for`). The thresholds follow: `likely` is right about 19 times in 20 on that
+# benchmark (at 10,000 and at 100,000); `possible` keeps nearly every true pair the blocking
+# keeps while proposing two to three cases per trace.
 DEFAULT_LIKELY = 0.8
 DEFAULT_POSSIBLE = 0.02
 DEFAULT_PRIOR = -14.4  # log2 odds that a candidate pair is the same child before any evidence,
@@ -479,7 +480,7 @@ AGE_CLOSE_BONUS = 1.0           # birth years within a year: namesakes of other 
 PLACE_BONUS = {0: 2.0, 1: 1.0, 2: 0.5}  # same place, one level up (district), two (region)
 # The second stage: the best FIRST_STAGE_POOL of the first are re-ranked by how the child's own
 # name (the first given token) compares on both sides, which separates the child from siblings
-# and cousins who share every other name (measured: bench/README.md, "Blocking").
+# and cousins who share every other name (measured: bench/README.md, "Matching results, 2026-11-29 round").
 FIRST_STAGE_POOL = 150
 OWN_NAME_POINTS = {"exact": 4.0, "variant": 4.0, "nickname": 3.0, "phonetic": 3.0, "transliteration": 3.0,
                    "fuzzy_high": 2.0, "fuzzy_low": 1.0, "different": -1.0}
