@@ -518,14 +518,8 @@ def person_keys(person: Person) -> set[str]:
 
 def relative_texts(record_type: str, data: Mapping) -> list[str]:
     """The names of a record's mother, father and caregiver (fields tagged for matching)."""
-    from forms.operations import fields_with_matching_tag
-    texts = []
-    for tag in RELATIVE_TAGS:
-        for key in fields_with_matching_tag(record_type, tag):
-            value = data.get(key)
-            if isinstance(value, str) and value.strip():
-                texts.append(value.strip())
-    return texts
+    from app.records.search import name_texts
+    return name_texts(record_type, data, RELATIVE_TAGS)
 
 
 def relative_keys_of(texts: Iterable[str]) -> set[str]:

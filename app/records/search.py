@@ -20,11 +20,12 @@ NAME_TAGS = ("given_name", "middle_name", "family_name", "full_name", "nickname"
 MAX_CANDIDATES = 2000
 
 
-def name_texts(record_type: str, data: dict) -> list[str]:
-    """Every name-like value of a record (fields tagged given/family/... name, nickname, other name)."""
+def name_texts(record_type: str, data: dict, tags: tuple[str, ...] = NAME_TAGS) -> list[str]:
+    """Every name-like value of a record: the fields tagged with one of `tags` (by default the
+    given/family/... name, nickname and other name tags), in tag order."""
     from forms.operations import fields_with_matching_tag
     texts = []
-    for tag in NAME_TAGS:
+    for tag in tags:
         for key in fields_with_matching_tag(record_type, tag):
             value = data.get(key)
             if isinstance(value, str) and value.strip():
