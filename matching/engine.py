@@ -530,16 +530,9 @@ def relative_keys_of(texts: Iterable[str]) -> set[str]:
 
 
 def index_relatives(record) -> None:
-    """Replace the record's relative-name keys (kind "relative"), as index_names does for names."""
-    from sqlalchemy import delete, insert
-    keys = relative_keys_of(relative_texts(record.RECORD_TYPE, record.data or {}))
-    db.session.execute(delete(RecordKey).where(RecordKey.record_type == record.RECORD_TYPE,
-                                               RecordKey.record_id == record.id,
-                                               RecordKey.kind == RELATIVE_KIND))
-    if keys:
-        db.session.execute(insert(RecordKey), [
-            {"record_type": record.RECORD_TYPE, "record_id": record.id, "kind": RELATIVE_KIND, "key": key[:64]}
-            for key in sorted(keys)])
+    """Replace the record's relative-name keys (kind "relative")."""
+    from app.records.search import index_names
+    index_names(record, RELATIVE_KIND, RELATIVE_TAGS)
 
 
 def index_all_keys(batch: int = 1000) -> int:

@@ -33,18 +33,20 @@ def name_texts(record_type: str, data: dict, tags: tuple[str, ...] = NAME_TAGS) 
     return texts
 
 
-def index_names(record) -> None:
-    """Replace the record's name keys (call after its data changed; the record id must be set)."""
+def index_names(record, kind: str = NAME_KIND, tags: tuple[str, ...] = NAME_TAGS) -> None:
+    """Replace the record's name keys of `kind`, made from the fields tagged with `tags` (call
+    after its data changed; the record id must be set). The matcher keeps the parents' names
+    as another kind."""
     from matching.names import name_keys
     keys = set()
-    for text in name_texts(record.RECORD_TYPE, record.data or {}):
+    for text in name_texts(record.RECORD_TYPE, record.data or {}, tags):
         keys |= name_keys(text)
     db.session.execute(delete(RecordKey).where(RecordKey.record_type == record.RECORD_TYPE,
                                                RecordKey.record_id == record.id,
-                                               RecordKey.kind == NAME_KIND))
+                                               RecordKey.kind == kind))
     if keys:
         db.session.execute(insert(RecordKey), [
-            {"record_type": record.RECORD_TYPE, "record_id": record.id, "kind": NAME_KIND, "key": key[:64]}
+            {"record_type": record.RECORD_TYPE, "record_id": record.id, "kind": kind, "key": key[:64]}
             for key in sorted(keys)])
 
 
