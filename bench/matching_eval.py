@@ -575,9 +575,9 @@ class EngineAdapter:
     * ``run_all()``; without it, every trace is matched one by one (and the table says so).
     """
 
-    def __init__(self, engine, tasks):
+    def __init__(self, engine, tasks, indexes=None):
         import inspect
-        self.engine, self.tasks = engine, tasks
+        self.engine, self.tasks, self.indexes = engine, tasks, indexes  # indexes: matching.index
         self.notes: list[str] = []
         fn = getattr(engine, "blocking_candidates", None)
         self.blocking = fn
@@ -611,7 +611,11 @@ class EngineAdapter:
             tasks = importlib.import_module("matching.tasks")
         except Exception:  # noqa: BLE001
             tasks = None
-        adapter = cls(engine, tasks)
+        try:
+            indexes = importlib.import_module("matching.index")
+        except Exception:  # noqa: BLE001 - an engine without in-memory indexes is measured through SQL
+            indexes = None
+        adapter = cls(engine, tasks, indexes)
         if adapter.match_record is None and not hasattr(engine, "match_trace"):
             return None, "matching.engine has neither match_record nor match_trace: only the baseline was run."
         return adapter, ""
@@ -630,20 +634,19 @@ class EngineAdapter:
         return list(self.blocking(self.engine.trace_person(trace), "case"))
 
     def case_index(self):
-        """The engine's in-memory case index (the bulk re-match's blocking), if it has one: it
-        ranks exactly as `blocking_candidates` does through SQL (tests/test_bench_generator.py)
-        and is far faster, so the pair-completeness pass can cover every trace at 100,000."""
-        if getattr(self, "_index", None) is None:
-            make = getattr(self.engine, "case_index", None)
-            self._index = make() if make is not None else None
-        return self._index
+        """The engine's in-memory case index (the bulk re-match's and the workers' blocking), if it
+        has one: it ranks exactly as `blocking_candidates` does through SQL
+        (tests/test_matching_index.py) and is far faster, so the pair-completeness pass can cover
+        every trace at 100,000."""
+        if getattr(self, "_index", None) is None and self.indexes is not None:
+            self._index = self.indexes.record_index("case")
+        return getattr(self, "_index", None)
 
     def forget_case_index(self) -> None:
-        """So that the full re-match pays for building its index, as a fresh worker does."""
+        """So that what is measured next pays for building the indexes, as a fresh worker does."""
         self._index = None
-        cache = getattr(self.engine, "_CASE_INDEX", None)
-        if cache is not None:
-            cache.clear()
+        if self.indexes is not None:
+            self.indexes.forget_indexes()
 
     def match_one(self, record_type: str, record_id: str) -> None:
         from app.extensions import db
@@ -685,6 +688,7 @@ class EngineResult:
     blocking_seconds: float = 0.0
     blocking_ms_median: float = 0.0
     latency_ms: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # type -> (median, p95, n)
+    index_build_seconds: float | None = None  # a worker's in-memory indexes, built before its first record
     run_all_seconds: float = 0.0
     evaluate_seconds: float = 0.0
     quality: Quality | None = None
@@ -732,20 +736,37 @@ def engine_phase(database_url: str, load: LoadResult, seed: int, blocking_sample
             result.candidates_max = max(sizes, default=0)
             result.blocking_ms_median = 1000 * statistics.median(timings) if timings else 0.0
             db.session.remove()
-        # 2. One new record against everything of the other kind (median of a sample).
+        # 2. One new record against everything of the other kind (median of a sample), in a
+        # worker whose indexes are built (timed apart: a worker builds them once, then keeps
+        # them up to date with what changed).
         case_ids = list(db.session.execute(select(Case.id).order_by(Case.id)).scalars())
+        adapter.forget_case_index()
+        if adapter.indexes is not None:
+            started = time.perf_counter()
+            adapter.indexes.record_index("case")
+            adapter.indexes.record_index("trace")
+            result.index_build_seconds = time.perf_counter() - started
+            db.session.commit()
         for record_type, pool in (("trace", load.trace_ids), ("case", case_ids)):
             n = min(latency_sample, len(pool))
             if not n:
                 continue
             timings = []
+            failed = False
             for record_id in sorted(rng.sample(pool, n)):
+                # As an rq worker runs a job: in an app context of its own (its own session,
+                # request-level caches empty), whose setting up is timed too.
                 t0 = time.perf_counter()
-                try:
-                    adapter.match_one(record_type, record_id)
-                except Exception as error:  # noqa: BLE001 - report and go on
-                    db.session.rollback()
-                    result.notes.append(f"matching one {record_type} failed: {type(error).__name__}: {error}")
+                with app.app_context():
+                    try:
+                        adapter.match_one(record_type, record_id)
+                    except Exception as error:  # noqa: BLE001 - report and go on
+                        db.session.rollback()
+                        result.notes.append(f"matching one {record_type} failed: {type(error).__name__}: {error}")
+                        failed = True
+                    finally:
+                        db.session.remove()
+                if failed:
                     break
                 timings.append(time.perf_counter() - t0)
             if timings:
@@ -912,6 +933,8 @@ def report(args, load_phase_result: PhaseResult, engine: PhaseResult | None, bas
     if e and e.available:
         row("Time: blocking pass (in-memory index, incl. building it)", _s(e.blocking_seconds) +
             f" ({e.blocking_ms_median:.1f} ms median)" if e.completeness is not None else "n/a", "")
+        if e.index_build_seconds is not None:
+            row("Time: a worker builds its case and trace indexes (once)", _s(e.index_build_seconds), "")
         for record_type in ("trace", "case"):
             if record_type in e.latency_ms:
                 median, p95, n = e.latency_ms[record_type]

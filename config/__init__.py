@@ -111,6 +111,12 @@ class BaseConfig:
     BASE_URL: str | None = None
     # Tasks: how many days ahead "due soon" looks.
     TASKS_DUE_SOON_DAYS = 7
+    # Matching (matching.index): each worker keeps the matchable cases and traces in memory and
+    # ranks one record's candidates there (~0.5 GB per worker per 100,000 records of each type);
+    # off, it queries the database instead (slower, no memory). The index is rebuilt in full at
+    # least this often (seconds).
+    MATCHING_MEMORY_INDEX = True
+    MATCHING_INDEX_MAX_AGE = 900
 
     def __init__(self, instance_path: str | None = None):
         self.instance_path = instance_path
@@ -128,6 +134,8 @@ class BaseConfig:
             "LOGIN_MAX_FAILURES_PER_ADDRESS", self.LOGIN_MAX_FAILURES_PER_ADDRESS)
         self.REQUIRE_TOTP_FOR_ADMINS = _env_bool("REQUIRE_TOTP_FOR_ADMINS", self.REQUIRE_TOTP_FOR_ADMINS)
         self.DEBUG = _env_bool("FLASK_DEBUG", self.DEBUG)
+        self.MATCHING_MEMORY_INDEX = _env_bool("MATCHING_MEMORY_INDEX", self.MATCHING_MEMORY_INDEX)
+        self.MATCHING_INDEX_MAX_AGE = _env_int("MATCHING_INDEX_MAX_AGE", self.MATCHING_INDEX_MAX_AGE)
         self.MAIL_SERVER = _env("MAIL_SERVER", self.MAIL_SERVER)
         self.MAIL_PORT = _env_int("MAIL_PORT", self.MAIL_PORT)
         self.MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", self.MAIL_USE_TLS)

@@ -12,8 +12,10 @@
    a very common key ("Mohamed") is split by a second key (compatible sex and birth year),
    so it cannot flood the candidates. A second stage re-ranks the best `FIRST_STAGE_POOL`
    by how the child's own name compares on both sides, and the best `FIRST_STAGE_KEEP`
-   within `COMPARE_MARGIN` points of the best are compared in full. A full re-match (`run_all`, `flask matching run`) uses an in-memory index of the
-   cases (`CaseIndex`) instead of a query per trace, with the same ranking.
+   within `COMPARE_MARGIN` points of the best are compared in full. Long-lived processes rank
+   with in-memory indexes of the cases and of the traces (`matching.index`), kept up to date
+   from the database, instead of a query per record; `ranked_candidates` is the same ranking
+   through SQL (used with MATCHING_MEMORY_INDEX off).
 3. **Scoring.** A Fellegi-Sunter model: every comparator returns a level; each level has
    m = P(level | same child) and u = P(level | different children); the evidence weight is
    log2(m/u). Weights add up with a prior into a match weight, turned into a calibrated
@@ -36,7 +38,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-import numpy as np
 from flask import current_app
 from sqlalchemy import String, cast, func, select
 
@@ -767,19 +768,24 @@ def _record_count(record_type: str) -> int:
 def _eligible_filter(other_type: str):
     """SQL conditions on the other side's records that may be proposed at all."""
     from cases.models import Case
-    from tracing.models import TRACE_CLOSED, TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED, Trace
+    from tracing.models import TRACE_CLOSED, TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED, Trace, TracingRequest
+    consent_needed = current_app.config.get("MATCHING_REQUIRE_CONSENT", True)
     if other_type == "case":
         conditions = [Case.status != STATUS_CLOSED]
-        if current_app.config.get("MATCHING_REQUIRE_CONSENT", True):
+        if consent_needed:
             conditions.append(Case.is_consent_for_tracing.is_(True))
         return Case, conditions
-    return Trace, [Trace.status != STATUS_CLOSED,
-                   Trace.tracing_status.notin_((TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED, TRACE_CLOSED))]
+    conditions = [Trace.status != STATUS_CLOSED,
+                  Trace.tracing_status.notin_((TRACE_MATCH_CONFIRMED, TRACE_REUNIFIED, TRACE_CLOSED))]
+    if consent_needed:  # as `trace_is_matchable`: the tracing request's consent
+        conditions.append(Trace.tracing_request_id.in_(
+            select(TracingRequest.id).where(TracingRequest.is_consent_for_tracing.is_(True))))
+    return Trace, conditions
 
 
 def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
     """Both blocking stages through SQL: (id, score) of the `other_type` candidates worth a
-    full comparison, best first (what `CaseIndex.candidates` gives from memory)."""
+    full comparison, best first (what `RecordIndex.candidates` gives from memory)."""
     tokens = blocking_tokens(person)
     keys = sorted({key for token in tokens for key in token.keys})
     if not keys:
@@ -835,184 +841,6 @@ def blocking_candidates(person: Person, other_type: str, limit: int = FIRST_STAG
     return [record_id for record_id, _score in ranked_candidates(person, other_type, limit)]
 
 
-_SEX_NUMBER = {"": 0, "male": 1, "female": 2}
-_PLACE_LEVELS = 3  # the place itself, one level up, two levels up: what PLACE_BONUS rewards
-
-
-class CaseIndex:
-    """Every matchable case in memory, for the bulk re-match (`flask matching run`).
-
-    Holds each case's `Person` view, its keys as postings (arrays of positions) and its
-    first-stage attributes as arrays, so a chunk of traces is ranked with a few array
-    operations per name key instead of a Python loop over every holder of a common key,
-    and without a query per trace. Built once per worker process and reused while the cases
-    have not changed (see `case_index`). Ranks exactly as `rank_candidates` does.
-    """
-
-    def __init__(self, stamp=None):
-        from cases.models import Case
-        self.stamp = stamp
-        tags = _tagged("case")
-        model, conditions = _eligible_filter("case")
-        self.total = _record_count("case")
-        self.persons: dict[str, Person] = {}
-        self._places: dict[str, list[str]] = {}
-        rows = db.session.execute(
-            select(Case.id, Case.data, Case.created_at, Case.sex, Case.age, Case.location_code).where(*conditions)
-            .execution_options(yield_per=2000))
-        attributes: list[Attributes] = []
-        for case_id, data, created_at, sex, age, location_code in rows:
-            self.persons[case_id] = person_from("case", case_id, data or {}, created_at, tags)
-            attributes.append(row_attributes("case", sex, age, created_at, location_code, self.ancestors))
-        # Positions in Python's order of the ids (the tie-break of rank_candidates), whatever
-        # the database's collation; the attributes follow.
-        loaded = list(self.persons)
-        order = sorted(range(len(loaded)), key=loaded.__getitem__)
-        self.ids = [loaded[i] for i in order]
-        attributes = [attributes[i] for i in order]
-        position = {case_id: i for i, case_id in enumerate(self.ids)}
-        size = len(self.ids)
-        self.sex = np.array([_SEX_NUMBER[a.sex] for a in attributes], dtype=np.int8)
-        self.birth = np.array([np.nan if a.birth_year is None else a.birth_year for a in attributes],
-                              dtype=np.float64)
-        self.estimated = np.array([a.estimated for a in attributes], dtype=bool)
-        self._place_numbers: dict[str, int] = {}
-        self.place = np.full((size, _PLACE_LEVELS), -1, dtype=np.int32)
-        for i, attribute in enumerate(attributes):
-            for level, code in enumerate(attribute.place[:_PLACE_LEVELS]):
-                self.place[i, level] = self._place_number(code)
-        # Document frequencies count every case (as the SQL path does), postings only matchable ones.
-        self.counts: dict[tuple[str, str], int] = {}
-        postings: dict[tuple[str, str], list[int]] = {}
-        for kind, key, record_id in db.session.execute(
-                select(RecordKey.kind, RecordKey.key, RecordKey.record_id).where(
-                    RecordKey.record_type == "case", RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND)))
-                .execution_options(yield_per=20000)):
-            kk = (kind, key)
-            self.counts[kk] = self.counts.get(kk, 0) + 1
-            i = position.get(record_id)
-            if i is not None:
-                postings.setdefault(kk, []).append(i)
-        self.postings = {kk: np.array(sorted(set(holders)), dtype=np.int32) for kk, holders in postings.items()}
-        self.own_names = {case_id: own_name_token(person) for case_id, person in self.persons.items()}
-
-    def _place_number(self, code: str) -> int:
-        number = self._place_numbers.get(code)
-        if number is None:
-            number = self._place_numbers[code] = len(self._place_numbers)
-        return number
-
-    def ancestors(self, code: str) -> list[str]:
-        """Location ancestors, memoised while the index is built and used."""
-        found = self._places.get(code)
-        if found is None:
-            from forms.definitions import location_ancestors
-            found = self._places[code] = location_ancestors(code)
-        return found
-
-    def candidates(self, person: Person, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
-        """Both stages, as `ranked_candidates` gives them."""
-        pool = self.first_stage(person, max(limit, FIRST_STAGE_POOL))
-        return rerank_by_own_name(pool, own_name_token(person), self.own_names, limit)
-
-    def first_stage(self, person: Person, limit: int) -> list[tuple[str, float]]:
-        """`rank_candidates` over the whole index, with arrays: the same ids, scores and order."""
-        query = person_attributes(person, self.ancestors)
-        total = max(self.total, 1)
-        size = len(self.ids)
-        score = np.zeros(size, dtype=np.float64)
-        touched = np.zeros(size, dtype=bool)
-        query_sex = _SEX_NUMBER[query.sex]
-        opposite = _SEX_NUMBER[_OPPOSITE_SEX[query.sex]] if query.sex else -1
-        for token in blocking_tokens(person):
-            best = np.full(size, -1.0, dtype=np.float64)  # as rank_candidates: a value must beat -1
-            for key in token.keys:
-                for kind in (NAME_KIND, RELATIVE_KIND):
-                    ids = self.postings.get((kind, key))
-                    if ids is None:
-                        continue
-                    across = kind == RELATIVE_KIND or token.relative
-                    count = self.counts.get((kind, key), 0) or 1
-                    value = math.log((total + 1) / count) * (RELATIVE_TOKEN_WEIGHT if across else token.weight)
-                    if _is_common(count, total):
-                        # The second key: compatible sex and birth year (as `_compatible`).
-                        keep = self.sex[ids] != opposite
-                        if query.birth_year is not None:
-                            years = self.birth[ids]
-                            keep &= np.isnan(years) | (np.abs(query.birth_year - years) <= COMMON_MAX_YEARS)
-                        ids = ids[keep]
-                    best[ids] = np.maximum(best[ids], value)
-            held = best > -1.0
-            score[held] += best[held]
-            touched |= held
-        found = np.flatnonzero(touched)
-        if not len(found):
-            return []
-        values = score[found]
-        if query_sex:
-            other = self.sex[found]
-            values = np.where((other != 0) & (other != query_sex), values - SEX_PENALTY, values)
-        if query.birth_year is not None:
-            years = self.birth[found]
-            known = ~np.isnan(years)
-            difference = np.abs(query.birth_year - np.where(known, years, 0.0))
-            tolerance = np.where(self.estimated[found] | query.estimated, AGE_TOLERANCE_ESTIMATED, AGE_TOLERANCE)
-            gap = difference - tolerance
-            values = np.where(known & (gap > 0), values - np.minimum(AGE_PENALTY_MAX, gap * AGE_PENALTY_PER_YEAR),
-                              values)
-            values = np.where(known & ~(gap > 0) & (difference <= 1.0), values + AGE_CLOSE_BONUS, values)
-        if query.place:
-            values = values + self._place_bonus(query.place, found)
-        if len(found) > limit:
-            cut = np.partition(-values, limit - 1)[limit - 1]  # the limit-th best score, negated
-            keep = -values <= cut
-            found, values = found[keep], values[keep]
-        order = np.lexsort((found, -values))[:limit]
-        return [(self.ids[found[j]], float(values[j])) for j in order]
-
-    def _place_bonus(self, query_place: tuple[str, ...], found: np.ndarray) -> np.ndarray:
-        """`_place_bonus` for every found position: the best level a code is shared at."""
-        bonus = np.zeros(len(found), dtype=np.float64)
-        places = self.place[found]
-        for i, code in enumerate(query_place[:_PLACE_LEVELS]):
-            number = self._place_numbers.get(code)
-            if number is None:
-                continue
-            for j in range(_PLACE_LEVELS):
-                value = PLACE_BONUS.get(max(i, j), 0.0)
-                bonus = np.where(places[:, j] == number, np.maximum(bonus, value), bonus)
-        return bonus
-
-    def frequencies(self, person: Person) -> dict[str, float]:
-        """As key_frequencies(person_keys(person), "case")."""
-        found = {key: _smoothed_share(self.counts[(NAME_KIND, key)], self.total) for key in person_keys(person)
-                 if (NAME_KIND, key) in self.counts}
-        found[""] = _smoothed_share(0, self.total)
-        return found
-
-
-_CASE_INDEX: dict[str, CaseIndex] = {}
-
-
-def _cases_stamp() -> tuple:
-    """Changes whenever a case or a case key is added, changed or removed."""
-    from cases.models import Case
-    cases = db.session.execute(select(func.count(Case.id), func.max(Case.updated_at))).one()
-    keys = db.session.execute(select(func.count(RecordKey.id), func.max(RecordKey.id)).where(
-        RecordKey.record_type == "case")).one()
-    return (str(db.engine.url), current_app.config.get("MATCHING_REQUIRE_CONSENT", True), *cases, *keys)
-
-
-def case_index() -> CaseIndex:
-    """The worker's in-memory case index, rebuilt when the cases changed since it was built."""
-    stamp = _cases_stamp()
-    index = _CASE_INDEX.get("cases")
-    if index is None or index.stamp != stamp:
-        _CASE_INDEX.clear()
-        index = _CASE_INDEX["cases"] = CaseIndex(stamp)
-    return index
-
-
 # --- proposals -------------------------------------------------------------------------------------
 
 def trace_is_matchable(trace) -> bool:
@@ -1025,14 +853,42 @@ def trace_is_matchable(trace) -> bool:
     return True
 
 
+def _memory_index() -> bool:
+    """One-record matching ranks with this process's in-memory indexes (matching.index) unless
+    MATCHING_MEMORY_INDEX is off; then through SQL (`ranked_candidates`), with the same result."""
+    return bool(current_app.config.get("MATCHING_MEMORY_INDEX", True))
+
+
+def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings, frequencies: Mapping[str, float],
+                 existing: Mapping[str, MatchProposal], ancestors=None) -> list[tuple[str, float, list | None]]:
+    """(id, score, explanation) for each (id, trace, case). Only pairs that will be stored (in a
+    band, or with a proposal already) are explained: the weight is the same either way."""
+    scored = []
+    for other_id, trace, case in pairs:
+        score, evidence = compare(trace, case, settings, frequencies, ancestors, explain=False)
+        if other_id in existing or likelihood_of(probability(score), settings) is not None:
+            score, evidence = compare(trace, case, settings, frequencies, ancestors)
+        scored.append((other_id, score, evidence))
+    return scored
+
+
 def match_trace(trace, changed: bool = True) -> list[MatchProposal]:
     """Score `trace` against its candidate cases and store proposals. Returns the pending ones."""
     from cases.models import Case
-    settings = current_settings()
     if not trace_is_matchable(trace):
         _withdraw(trace_id=trace.id)
         return []
     person = trace_person(trace)
+    if _memory_index():
+        from matching.index import record_index
+        index = record_index("case")
+        settings = current_settings(index.total)
+        existing = {p.case_id: p for p in db.session.execute(
+            select(MatchProposal).where(MatchProposal.trace_id == trace.id)).scalars()}
+        scored = _score_pairs(((case_id, person, index.persons[case_id]) for case_id, _ in index.candidates(person)),
+                              settings, index.frequencies(person), existing, index.ancestors)
+        return _store(trace.id, scored, settings, changed, by_trace=True, existing=existing)
+    settings = current_settings()
     candidate_ids = blocking_candidates(person, "case")  # matchable cases only (consent, not closed)
     cases = db.session.execute(select(Case).where(Case.id.in_(candidate_ids))).scalars().all() \
         if candidate_ids else []
@@ -1050,12 +906,32 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
     from sqlalchemy.orm import selectinload
 
     from tracing.models import Trace
-    settings = current_settings()
     consent_needed = current_app.config.get("MATCHING_REQUIRE_CONSENT", True)
     if case.status == STATUS_CLOSED or (consent_needed and not case.is_consent_for_tracing):
         _withdraw(case_id=case.id)
         return []
     person = case_person(case)
+    if _memory_index():
+        from matching.index import record_index
+        traces, cases = record_index("trace"), record_index("case")
+        settings = current_settings(cases.total)
+        candidate_ids = [trace_id for trace_id, _ in traces.candidates(person)]
+        existing = {p.trace_id: p for p in db.session.execute(
+            select(MatchProposal).where(MatchProposal.case_id == case.id)).scalars()}
+        confirmed = set(db.session.execute(select(MatchProposal.trace_id).where(
+            MatchProposal.trace_id.in_(candidate_ids), MatchProposal.status == CONFIRMED)).scalars()) \
+            if candidate_ids else set()
+        pairs = ((trace_id, traces.persons[trace_id], person) for trace_id in candidate_ids
+                 if trace_id not in confirmed)  # a confirmed trace stops generating proposals
+        stored = []
+        for trace_id, score, evidence in _score_pairs(pairs, settings, cases.frequencies(person), existing,
+                                                      cases.ancestors):
+            proposal = existing.get(trace_id)
+            stored.extend(_store(trace_id, [(case.id, score, evidence)], settings, changed, by_trace=False,
+                                 existing={case.id: proposal} if proposal else {}, flush=False))
+        db.session.flush()
+        return stored
+    settings = current_settings()
     candidate_ids = blocking_candidates(person, "trace")
     traces = [t for t in db.session.execute(select(Trace).where(Trace.id.in_(candidate_ids)).options(
         selectinload(Trace.tracing_request))).scalars() if trace_is_matchable(t)] if candidate_ids else []
@@ -1069,7 +945,7 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
     return stored
 
 
-def match_trace_ids(trace_ids: list[str], changed: bool = False, index: CaseIndex | None = None) -> int:
+def match_trace_ids(trace_ids: list[str], changed: bool = False, index=None) -> int:
     """Match a chunk of traces against the in-memory case index (the bulk path of a full re-match).
 
     Gives the same proposals as `match_trace` on each trace, without a query per candidate:
@@ -1081,7 +957,9 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index: CaseInde
     from tracing.models import Trace
     if not trace_ids:
         return 0
-    index = index or case_index()
+    if index is None:
+        from matching.index import record_index
+        index = record_index("case")
     settings = current_settings(index.total)
     trace_tags, request_tags = _tagged("trace"), _tagged("tracing_request")
     traces = db.session.execute(select(Trace).where(Trace.id.in_(trace_ids)).options(
@@ -1089,32 +967,16 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index: CaseInde
     existing: dict[str, dict[str, MatchProposal]] = {}
     for proposal in db.session.execute(select(MatchProposal).where(MatchProposal.trace_id.in_(trace_ids))).scalars():
         existing.setdefault(proposal.trace_id, {})[proposal.case_id] = proposal
-    memo: dict[str, list[str]] = {}
-
-    def ancestors(code: str) -> list[str]:
-        # Memoised for the chunk (the flask.g memo of `_ancestors` costs more per call).
-        found = memo.get(code)
-        if found is None:
-            from forms.definitions import location_ancestors
-            found = memo[code] = location_ancestors(code)
-        return found
     pending = 0
     for trace in traces:
         if not trace_is_matchable(trace):
             _withdraw(trace_id=trace.id)
             continue
         person = trace_person(trace, trace_tags, request_tags)
-        frequencies = index.frequencies(person)
-        scored = []
         mine = existing.get(trace.id, {})
-        for case_id, _cheap in index.candidates(person):
-            case = index.persons[case_id]
-            score, evidence = compare(person, case, settings, frequencies, ancestors, explain=False)
-            if case_id in mine or likelihood_of(probability(score), settings) is not None:
-                score, evidence = compare(person, case, settings, frequencies, ancestors)
-            scored.append((case_id, score, evidence))
-        pending += len(_store(trace.id, scored, settings, changed, by_trace=True,
-                              existing=existing.get(trace.id, {}), flush=False))
+        scored = _score_pairs(((case_id, person, index.persons[case_id]) for case_id, _ in index.candidates(person)),
+                              settings, index.frequencies(person), mine, index.ancestors)
+        pending += len(_store(trace.id, scored, settings, changed, by_trace=True, existing=mine, flush=False))
     db.session.flush()
     return pending
 
@@ -1131,8 +993,9 @@ def run_all(chunk_size: int = 500, changed: bool = False, progress=None, process
     Returns the pending proposals stored.
     """
     from tracing.models import Trace
+    from matching.index import record_index
     ids = list(db.session.execute(select(Trace.id).order_by(Trace.id)).scalars())
-    index = case_index()
+    index = record_index("case")
     current_settings()  # created here if missing, so that every process scores with one version
     db.session.commit()
     chunks = [ids[start:start + chunk_size] for start in range(0, len(ids), chunk_size)]
@@ -1185,7 +1048,8 @@ def _chunk_worker_start(app) -> None:
 
 def _chunk_worker_match(chunk: list[str], changed: bool) -> tuple[int, int]:
     try:
-        stored = match_trace_ids(chunk, changed=changed, index=_CASE_INDEX.get("cases"))
+        from matching.index import held_index
+        stored = match_trace_ids(chunk, changed=changed, index=held_index("case"))
         db.session.commit()
     except BaseException:
         db.session.rollback()

@@ -74,8 +74,9 @@ def match_traces(trace_ids: list[str], run: str, job_id: int | None = None) -> N
     The traces are matched against the worker's in-memory case index (built on the first
     chunk and reused while the cases do not change), in slices so the job shows progress.
     """
-    from matching.engine import case_index, match_trace_ids
-    index = case_index()
+    from matching.engine import match_trace_ids
+    from matching.index import record_index
+    index = record_index("case")
     for start in range(0, len(trace_ids), PROGRESS_EVERY):
         match_trace_ids(trace_ids[start:start + PROGRESS_EVERY], changed=False, index=index)
         if job_id:

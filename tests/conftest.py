@@ -95,6 +95,8 @@ def app():
 @pytest.fixture(autouse=True)
 def _transaction(request, app):
     """Each test runs in a transaction that is rolled back afterwards."""
+    from matching.index import forget_indexes
+    forget_indexes()  # a process's matching indexes would still hold the rolled-back records
     if "committed" in request.fixturenames or "own_database" in request.fixturenames:
         yield
         return

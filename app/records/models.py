@@ -33,7 +33,9 @@ class RecordMixin:
     # Identifier in the system a record was imported from; makes re-import idempotent (R5).
     source_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Moves with every change of the row, even one that does not set it (a trace's tracing status
+    # set by the matching engine): the matching indexes (matching.index) find changes by it.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, index=True)
     # Set when the retention job (app.records.retention) replaced the personal fields of this closed
     # record; what is left are statistics (sex, age band, location level, status, dates).
     anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,425 @@
+"""In-memory indexes of the records that may be proposed: blocking without a query per record.
+
+A `RecordIndex` holds every matchable record of one type (cases; or traces, with what their
+tracing request adds): its `Person` view, its first-stage attributes as arrays, its name keys
+as postings (arrays of positions), and each key's document frequency over every record of the
+type. It ranks candidates exactly as the SQL path (`engine.ranked_candidates`) does — the same
+ids, order and scores (tests/test_matching_index.py) — with a few array operations per key
+instead of a Python loop over every holder of a common key, and without a query.
+
+Long-lived processes (rq workers, a full re-match and its forked processes) keep one index per
+type and bring it up to date before each use (`record_index`):
+
+* Nothing changed (the newest `updated_at` of the records, and of their tracing requests for
+  traces, and the newest key row are the same as last time): used as it is, two cheap queries.
+* Some records changed: only those are read again (their row, eligibility and keys); their old
+  position is marked dead and the new one appended. Changed means stamped at or after the last
+  marks minus `REFRESH_LAG`, so a transaction that committed a little after a later one is not
+  missed; records already applied with the same stamp are skipped, and records applied
+  recently that are no longer there (a rolled-back transaction) are read again and dropped.
+* Many changed (more than `REBUILD_SHARE` of the index, at least `REBUILD_MIN`), many dead
+  positions, a change of the form definitions' matching tags, of the consent setting or of the
+  database, or the index older than MATCHING_INDEX_MAX_AGE seconds (a safety net for a
+  transaction that stayed open longer than `REFRESH_LAG` between stamping and committing):
+  rebuilt in full.
+
+Records are never deleted by the application (cases and traces are closed), but a record that
+disappears is dropped by the same path. With MATCHING_MEMORY_INDEX off, one-record matching uses
+the SQL path instead (each worker then needs no memory for the indexes).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+
+import numpy as np
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.records.models import RecordKey
+from app.records.search import NAME_KIND
+from matching import engine
+from matching.engine import (
+    AGE_CLOSE_BONUS,
+    AGE_PENALTY_MAX,
+    AGE_PENALTY_PER_YEAR,
+    AGE_TOLERANCE,
+    AGE_TOLERANCE_ESTIMATED,
+    COMMON_MAX_YEARS,
+    FIRST_STAGE_KEEP,
+    FIRST_STAGE_POOL,
+    PLACE_BONUS,
+    RELATIVE_KIND,
+    RELATIVE_TOKEN_WEIGHT,
+    SEX_PENALTY,
+    Attributes,
+    Person,
+)
+
+REFRESH_LAG = timedelta(seconds=30)
+REBUILD_SHARE = 0.10
+REBUILD_MIN = 5_000
+DEFAULT_MAX_AGE = 900.0  # seconds (MATCHING_INDEX_MAX_AGE)
+_SEX_NUMBER = {"": 0, "male": 1, "female": 2}
+_PLACE_LEVELS = 3  # the place itself, one level up, two levels up: what PLACE_BONUS rewards
+_CHUNK = 5_000
+_KINDS = (NAME_KIND, RELATIVE_KIND)
+
+Kind = tuple[str, str]
+
+
+class RecordIndex:
+    """Every matchable record of `record_type` ("case" or "trace") in memory; see the module."""
+
+    def __init__(self, record_type: str, stamp=None):
+        if record_type not in ("case", "trace"):
+            raise ValueError(f"no index for {record_type!r} records")
+        self.record_type = record_type
+        self.stamp = stamp
+        self.built = time.monotonic()
+        self._places: dict[str, list[str]] = {}
+        self._place_numbers: dict[str, int] = {}
+        self._tags = engine._tagged(record_type)
+        self._request_tags = engine._tagged("tracing_request") if record_type == "trace" else None
+        self.marks = self._marks()  # read first: what changes while loading is read again next time
+        self.known: set[str] = set(db.session.execute(select(self._model.id)).scalars())
+        self.persons: dict[str, Person] = {}
+        self.own_names: dict[str, str | None] = {}
+        self.ids: list[str] = []
+        self.position: dict[str, int] = {}
+        self.recent: dict[str, tuple] = {}
+        size = 0
+        self.sex = np.zeros(size, dtype=np.int8)
+        self.birth = np.zeros(size, dtype=np.float64)
+        self.estimated = np.zeros(size, dtype=bool)
+        self.place = np.full((size, _PLACE_LEVELS), -1, dtype=np.int32)
+        self.alive = np.zeros(size, dtype=bool)
+        self.dead = 0
+        self.counts: dict[Kind, int] = {}
+        self.postings: dict[Kind, np.ndarray] = {}
+        self.keys_of: dict[str, tuple[Kind, ...]] = {}
+        rows = sorted(self._records(None), key=lambda row: row[0].id)  # positions in id order at first
+        since = self._since(self.marks)
+        self.recent = {person.id: stamps for person, _attributes, stamps in rows
+                       if since is not None and any(s is not None and s >= since for s in stamps)}
+        keys: dict[str, list[Kind]] = {}
+        for kind, key, record_id in self._key_rows(None):
+            keys.setdefault(record_id, []).append((kind, key))
+        for record_id, held in keys.items():
+            self.keys_of[record_id] = tuple(held)
+            for kk in held:
+                self.counts[kk] = self.counts.get(kk, 0) + 1
+        self._append(rows)
+
+    # --- what it holds ----------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        """Every record of the type, matchable or not (the document frequencies' denominator)."""
+        return max(len(self.known), 1)
+
+    @property
+    def size(self) -> int:
+        return len(self.position)
+
+    @property
+    def _model(self):
+        if self.record_type == "case":
+            from cases.models import Case
+            return Case
+        from tracing.models import Trace
+        return Trace
+
+    def _marks(self) -> tuple:
+        """What changes when a record of the type (or its tracing request) or any key row changes."""
+        from tracing.models import TracingRequest
+        model = self._model
+        marks = [db.session.scalar(select(func.max(model.updated_at)))]
+        if self.record_type == "trace":
+            marks.append(db.session.scalar(select(func.max(TracingRequest.updated_at))))
+        marks.append(db.session.scalar(select(func.max(RecordKey.id))))
+        return tuple(marks)
+
+    @staticmethod
+    def _since(marks: tuple) -> datetime | None:
+        stamps = [mark for mark in marks[:-1] if mark is not None]
+        return min(stamps) - REFRESH_LAG if stamps else None
+
+    def _records(self, ids: Iterable[str] | None) -> Iterator[tuple[Person, Attributes, tuple]]:
+        """(person, attributes, stamps) of the matchable records (all of them, or of `ids`)."""
+        from tracing.models import Trace, TracingRequest
+        model, conditions = engine._eligible_filter(self.record_type)
+        columns = [model.id, model.data, model.created_at, model.sex, model.age, model.location_code,
+                   model.updated_at]
+        if self.record_type == "trace":
+            columns += [TracingRequest.data, TracingRequest.updated_at]
+        query = select(*columns).where(*conditions)
+        if self.record_type == "trace":
+            query = query.join(TracingRequest, TracingRequest.id == Trace.tracing_request_id)
+        for query in self._by_ids(query, model.id, ids):
+            for row in db.session.execute(query.execution_options(yield_per=2000)):
+                record_id, data, created_at, sex, age, location_code, updated_at, *request = row
+                if request:
+                    person = engine.person_from("trace", record_id, data or {}, created_at, self._tags,
+                                                request[0] or {}, self._request_tags)
+                    stamps = (updated_at, request[1])
+                else:
+                    person = engine.person_from("case", record_id, data or {}, created_at, self._tags)
+                    stamps = (updated_at,)
+                yield person, engine.row_attributes(self.record_type, sex, age, created_at, location_code,
+                                                    self.ancestors), stamps
+
+    def _key_rows(self, ids: Iterable[str] | None) -> Iterator[tuple[str, str, str]]:
+        rk = RecordKey.__table__.c
+        query = select(rk.kind, rk.key, rk.record_id).where(rk.record_type == self.record_type,
+                                                             rk.kind.in_(_KINDS))
+        for query in self._by_ids(query, rk.record_id, ids):
+            yield from db.session.execute(query.execution_options(yield_per=20000))
+
+    @staticmethod
+    def _by_ids(query, column, ids: Iterable[str] | None):
+        if ids is None:
+            yield query
+            return
+        ids = sorted(ids)
+        for start in range(0, len(ids), _CHUNK):
+            yield query.where(column.in_(ids[start:start + _CHUNK]))
+
+    def _append(self, rows: list[tuple[Person, Attributes, tuple]]) -> None:
+        """New positions for these matchable records (their keys already in `keys_of`)."""
+        if not rows:
+            return
+        start = len(self.ids)
+        sex, birth, estimated, place = [], [], [], np.full((len(rows), _PLACE_LEVELS), -1, dtype=np.int32)
+        new_postings: dict[Kind, list[int]] = {}
+        for offset, (person, attributes, _stamps) in enumerate(rows):
+            position = start + offset
+            self.ids.append(person.id)
+            self.position[person.id] = position
+            self.persons[person.id] = person
+            self.own_names[person.id] = engine.own_name_token(person)
+            sex.append(_SEX_NUMBER[attributes.sex])
+            birth.append(np.nan if attributes.birth_year is None else attributes.birth_year)
+            estimated.append(attributes.estimated)
+            for level, code in enumerate(attributes.place[:_PLACE_LEVELS]):
+                place[offset, level] = self._place_number(code)
+            for kk in set(self.keys_of.get(person.id, ())):
+                new_postings.setdefault(kk, []).append(position)
+        self.sex = np.concatenate([self.sex, np.array(sex, dtype=np.int8)])
+        self.birth = np.concatenate([self.birth, np.array(birth, dtype=np.float64)])
+        self.estimated = np.concatenate([self.estimated, np.array(estimated, dtype=bool)])
+        self.place = np.concatenate([self.place, place])
+        self.alive = np.concatenate([self.alive, np.ones(len(rows), dtype=bool)])
+        for kk, positions in new_postings.items():
+            added = np.array(positions, dtype=np.int32)
+            held = self.postings.get(kk)
+            self.postings[kk] = added if held is None else np.concatenate([held, added])
+
+    # --- keeping up to date -----------------------------------------------------------------
+
+    def refresh(self, stamp) -> bool:
+        """Bring the index up to date; False when it must be rebuilt instead (see the module)."""
+        max_age = float(current_app.config.get("MATCHING_INDEX_MAX_AGE", DEFAULT_MAX_AGE))
+        if stamp != self.stamp or time.monotonic() - self.built > max_age:
+            return False
+        marks = self._marks()
+        if marks == self.marks:
+            return True
+        since = self._since(self.marks)
+        if since is None:
+            return False
+        window = self._window(since)
+        self.recent = {record_id: stamps for record_id, stamps in self.recent.items()
+                       if any(s is not None and s >= since for s in stamps)}
+        changed = {record_id for record_id, stamps in window.items() if self.recent.get(record_id) != stamps}
+        changed |= {record_id for record_id in self.recent if record_id not in window}
+        if marks[-1] is not None and (self.marks[-1] is None or marks[-1] > self.marks[-1]):
+            rk = RecordKey.__table__.c
+            changed |= set(db.session.execute(select(rk.record_id).distinct().where(
+                rk.record_type == self.record_type, rk.id > (self.marks[-1] or 0))).scalars())
+        if len(changed) > max(REBUILD_MIN, REBUILD_SHARE * self.size):
+            return False
+        self._apply(changed)
+        self.recent = window
+        self.marks = marks
+        return self.dead <= max(REBUILD_MIN, REBUILD_SHARE * self.size)
+
+    def _window(self, since: datetime) -> dict[str, tuple]:
+        """Stamps of every record (matchable or not) stamped at or after `since`."""
+        from tracing.models import Trace, TracingRequest
+        if self.record_type == "case":
+            model = self._model
+            return {record_id: (updated_at,) for record_id, updated_at in db.session.execute(
+                select(model.id, model.updated_at).where(model.updated_at >= since))}
+        found = {}
+        base = select(Trace.id, Trace.updated_at, TracingRequest.updated_at).join(
+            TracingRequest, TracingRequest.id == Trace.tracing_request_id)
+        for condition in (Trace.updated_at >= since, TracingRequest.updated_at >= since):
+            for record_id, updated_at, request_updated_at in db.session.execute(base.where(condition)):
+                found[record_id] = (updated_at, request_updated_at)
+        return found
+
+    def _apply(self, changed: set[str]) -> None:
+        """Read these records again: drop what the index held of them, add what they are now."""
+        if not changed:
+            return
+        model = self._model
+        existing: set[str] = set()
+        for query in self._by_ids(select(model.id), model.id, changed):
+            existing.update(db.session.execute(query).scalars())
+        keys: dict[str, list[Kind]] = {}
+        for kind, key, record_id in self._key_rows(changed):
+            keys.setdefault(record_id, []).append((kind, key))
+        for record_id in changed:
+            position = self.position.pop(record_id, None)
+            if position is not None:
+                self.alive[position] = False
+                self.dead += 1
+                self.persons.pop(record_id, None)
+                self.own_names.pop(record_id, None)
+            for kk in self.keys_of.pop(record_id, ()):
+                left = self.counts.get(kk, 0) - 1
+                if left > 0:
+                    self.counts[kk] = left
+                else:
+                    self.counts.pop(kk, None)
+            if record_id in existing:
+                self.known.add(record_id)
+                held = self.keys_of[record_id] = tuple(keys.get(record_id, ()))
+                for kk in held:
+                    self.counts[kk] = self.counts.get(kk, 0) + 1
+            else:
+                self.known.discard(record_id)
+        self._append(list(self._records(changed)))
+
+    # --- ranking ------------------------------------------------------------------------------
+
+    def _place_number(self, code: str) -> int:
+        number = self._place_numbers.get(code)
+        if number is None:
+            number = self._place_numbers[code] = len(self._place_numbers)
+        return number
+
+    def ancestors(self, code: str) -> list[str]:
+        """Location ancestors, memoised while the index is built and used."""
+        found = self._places.get(code)
+        if found is None:
+            from forms.definitions import location_ancestors
+            found = self._places[code] = location_ancestors(code)
+        return found
+
+    def candidates(self, person: Person, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
+        """Both stages, as `engine.ranked_candidates` gives them."""
+        pool = self.first_stage(person, max(limit, FIRST_STAGE_POOL))
+        return engine.rerank_by_own_name(pool, engine.own_name_token(person), self.own_names, limit)
+
+    def first_stage(self, person: Person, limit: int) -> list[tuple[str, float]]:
+        """`engine.rank_candidates` over the whole index, with arrays: the same ids, scores and order."""
+        query = engine.person_attributes(person, self.ancestors)
+        total = self.total
+        size = len(self.ids)
+        score = np.zeros(size, dtype=np.float64)
+        touched = np.zeros(size, dtype=bool)
+        query_sex = _SEX_NUMBER[query.sex]
+        opposite = _SEX_NUMBER[engine._OPPOSITE_SEX[query.sex]] if query.sex else -1
+        for token in engine.blocking_tokens(person):
+            best = np.full(size, -1.0, dtype=np.float64)  # as rank_candidates: a value must beat -1
+            for key in token.keys:
+                for kind in _KINDS:
+                    ids = self.postings.get((kind, key))
+                    if ids is None:
+                        continue
+                    across = kind == RELATIVE_KIND or token.relative
+                    count = self.counts.get((kind, key), 0) or 1
+                    value = math.log((total + 1) / count) * (RELATIVE_TOKEN_WEIGHT if across else token.weight)
+                    if engine._is_common(count, total):
+                        # The second key: compatible sex and birth year (as `engine._compatible`).
+                        keep = self.sex[ids] != opposite
+                        if query.birth_year is not None:
+                            years = self.birth[ids]
+                            keep &= np.isnan(years) | (np.abs(query.birth_year - years) <= COMMON_MAX_YEARS)
+                        ids = ids[keep]
+                    best[ids] = np.maximum(best[ids], value)
+            held = best > -1.0
+            score[held] += best[held]
+            touched |= held
+        found = np.flatnonzero(touched & self.alive)
+        if not len(found):
+            return []
+        values = score[found]
+        if query_sex:
+            other = self.sex[found]
+            values = np.where((other != 0) & (other != query_sex), values - SEX_PENALTY, values)
+        if query.birth_year is not None:
+            years = self.birth[found]
+            known = ~np.isnan(years)
+            difference = np.abs(query.birth_year - np.where(known, years, 0.0))
+            tolerance = np.where(self.estimated[found] | query.estimated, AGE_TOLERANCE_ESTIMATED, AGE_TOLERANCE)
+            gap = difference - tolerance
+            values = np.where(known & (gap > 0), values - np.minimum(AGE_PENALTY_MAX, gap * AGE_PENALTY_PER_YEAR),
+                              values)
+            values = np.where(known & ~(gap > 0) & (difference <= 1.0), values + AGE_CLOSE_BONUS, values)
+        if query.place:
+            values = values + self._place_bonus(query.place, found)
+        if len(found) > limit:
+            cut = np.partition(-values, limit - 1)[limit - 1]  # the limit-th best score, negated
+            keep = -values <= cut  # ties at the cut stay: the order below decides among them
+            found, values = found[keep], values[keep]
+        ranked = sorted(((self.ids[i], float(v)) for i, v in zip(found.tolist(), values.tolist())),
+                        key=lambda item: (-item[1], item[0]))
+        return ranked[:limit]
+
+    def _place_bonus(self, query_place: tuple[str, ...], found: np.ndarray) -> np.ndarray:
+        """`engine._place_bonus` for every found position: the best level a code is shared at."""
+        bonus = np.zeros(len(found), dtype=np.float64)
+        places = self.place[found]
+        for i, code in enumerate(query_place[:_PLACE_LEVELS]):
+            number = self._place_numbers.get(code)
+            if number is None:
+                continue
+            for j in range(_PLACE_LEVELS):
+                value = PLACE_BONUS.get(max(i, j), 0.0)
+                bonus = np.where(places[:, j] == number, np.maximum(bonus, value), bonus)
+        return bonus
+
+    def frequencies(self, person: Person) -> dict[str, float]:
+        """As engine.key_frequencies(engine.person_keys(person), record_type)."""
+        found = {key: engine._smoothed_share(self.counts[(NAME_KIND, key)], self.total)
+                 for key in engine.person_keys(person) if (NAME_KIND, key) in self.counts}
+        found[""] = engine._smoothed_share(0, self.total)
+        return found
+
+
+_INDEXES: dict[str, RecordIndex] = {}
+
+
+def _stamp(record_type: str) -> tuple:
+    """What makes an index unusable as it is: another database, consent rule or set of matching tags."""
+    tags = engine._tagged(record_type)
+    request_tags = engine._tagged("tracing_request") if record_type == "trace" else {}
+    return (str(db.engine.url), current_app.config.get("MATCHING_REQUIRE_CONSENT", True),
+            tuple(sorted((tag, tuple(keys)) for tag, keys in tags.items())),
+            tuple(sorted((tag, tuple(keys)) for tag, keys in request_tags.items())))
+
+
+def record_index(record_type: str) -> RecordIndex:
+    """This process's index of `record_type` records, brought up to date (or rebuilt)."""
+    stamp = _stamp(record_type)
+    index = _INDEXES.get(record_type)
+    if index is None or not index.refresh(stamp):
+        _INDEXES.pop(record_type, None)  # the old one may be collected while the new one is built
+        index = _INDEXES[record_type] = RecordIndex(record_type, stamp)
+    return index
+
+
+def held_index(record_type: str) -> RecordIndex | None:
+    """The index this process holds, as it is (a forked process of a full re-match uses its parent's)."""
+    return _INDEXES.get(record_type)
+
+
+def forget_indexes() -> None:
+    """Drop this process's indexes (a benchmark that measures building them, a test database reset)."""
+    _INDEXES.clear()

@@ -1,0 +1,211 @@
+"""The in-memory indexes (matching.index) rank exactly as the SQL path, and stay so as records change."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import selectinload
+
+from app.extensions import db
+from app.permissions import ROLE_CASEWORKER, ROLE_TRACING_OFFICER
+from app.records.models import RecordKey
+from cases.models import Case
+from cases.operations import close_case, create_case, update_case
+from matching import engine
+from matching.index import RecordIndex, record_index
+from tracing.models import Trace
+from tracing.operations import close_tracing_request, update_tracing_request
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import matching_data as md  # noqa: E402
+import matching_eval as me  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("default_forms")
+
+
+@pytest.fixture
+def generated(make, monkeypatch):
+    """300 generated cases and 300 traces (the benchmark's generator and loader), with many
+    keys counted as common at this size."""
+    from forms.operations import import_locations_csv
+    monkeypatch.setattr(engine, "COMMON_MIN", 5)
+    import_locations_csv(md.locations_csv(md.build_places()))
+    agency = make.agency()
+    group = make.group(agency=agency)
+    caseworker = make.user(ROLE_CASEWORKER, agency=agency, groups=[group])
+    tracer = make.user(ROLE_TRACING_OFFICER, agency=agency, groups=[group])
+    loader = me.BulkLoader(caseworker, tracer, group, seed=7)
+    with me.form_lookups_cached():
+        for batch in md.Generator(300, 300, seed=7).batches():
+            loader.add(batch)
+    loader._flush()
+    return caseworker, tracer
+
+
+def traces_and_cases():
+    db.session.expire_all()
+    traces = db.session.execute(select(Trace).options(selectinload(Trace.tracing_request))
+                                .order_by(Trace.id)).scalars().all()
+    cases = db.session.execute(select(Case).order_by(Case.id)).scalars().all()
+    return traces, cases
+
+
+def assert_ranks_as_sql(case_index: RecordIndex, trace_index: RecordIndex) -> int:
+    """Every trace's case candidates and every case's trace candidates: the same ids, order and
+    (bit for bit) scores from memory as through SQL. Returns how many candidates were compared."""
+    traces, cases = traces_and_cases()
+    compared = 0
+    for trace in traces:
+        person = engine.trace_person(trace)
+        from_sql = engine.ranked_candidates(person, "case")
+        assert case_index.candidates(person) == from_sql
+        assert case_index.frequencies(person) == engine.key_frequencies(engine.person_keys(person), "case")
+        compared += len(from_sql)
+    for case in cases:
+        person = engine.case_person(case)
+        from_sql = engine.ranked_candidates(person, "trace")
+        assert trace_index.candidates(person) == from_sql
+        compared += len(from_sql)
+    return compared
+
+
+def assert_same_index(kept: RecordIndex, fresh: RecordIndex) -> None:
+    """An index kept up to date holds what one built now holds."""
+    assert kept.total == fresh.total and kept.known == fresh.known
+    assert set(kept.position) == set(fresh.position)
+    assert kept.counts == fresh.counts
+    assert {record_id: kept.persons[record_id] for record_id in fresh.position} == fresh.persons
+    for record_id, position in fresh.position.items():
+        mine = kept.position[record_id]
+        assert kept.sex[mine] == fresh.sex[position] and kept.estimated[mine] == fresh.estimated[position]
+    for kk, positions in fresh.postings.items():
+        assert sorted(kept.ids[i] for i in kept.postings.get(kk, ()) if kept.alive[i]) == \
+            sorted(fresh.ids[i] for i in positions)
+
+
+def test_the_indexes_rank_as_the_database_path(generated):
+    """On generated data with many common keys, both sides: memory and SQL agree."""
+    traces, _cases = traces_and_cases()
+    # A tracing request without consent: its traces are in neither path's candidates.
+    request = traces[0].tracing_request
+    request.is_consent_for_tracing = False
+    db.session.flush()
+    withheld = {trace.id for trace in request.traces}
+    case_index, trace_index = RecordIndex("case"), RecordIndex("trace")
+    assert withheld and not withheld & set(trace_index.position)
+    assert len(trace_index.position) == 300 - len(withheld)
+    assert assert_ranks_as_sql(case_index, trace_index) > 600 * 10  # full candidate lists were compared
+    common = sum(any(engine._is_common(case_index.counts.get((engine.NAME_KIND, key), 0), case_index.total)
+                     for token in engine.blocking_tokens(engine.trace_person(trace)) for key in token.keys)
+                 for trace in traces)
+    assert common > 100  # ... and common keys, split by sex and birth year
+    # Without an own (given or full) name the second stage has nothing to compare: both paths agree.
+    for trace in traces[:40]:
+        person = engine.trace_person(trace)
+        person.names = {part: values for part, values in person.names.items() if part not in ("given", "full")}
+        assert engine.own_name_token(person) is None
+        assert case_index.candidates(person) == engine.ranked_candidates(person, "case")
+    # Stale duplicate key rows (a key held "more often" than there are cases: a negative idf)
+    # must not make the two paths disagree either.
+    key = db.session.execute(select(RecordKey.key).where(RecordKey.record_type == "case", RecordKey.kind == "name")
+                             .group_by(RecordKey.key).order_by(func.count().desc()).limit(1)).scalar_one()
+    holders = db.session.execute(select(RecordKey.record_id).where(
+        RecordKey.record_type == "case", RecordKey.kind == "name", RecordKey.key == key)).scalars().all()
+    db.session.execute(insert(RecordKey), [
+        {"record_type": "case", "record_id": holders[i % len(holders)], "kind": "name", "key": key}
+        for i in range(case_index.total + 10)])
+    case_index = RecordIndex("case")
+    checked = 0
+    for trace in traces:
+        person = engine.trace_person(trace)
+        if any(key in token.keys for token in engine.blocking_tokens(person)):
+            assert case_index.candidates(person) == engine.ranked_candidates(person, "case")
+            checked += 1
+    assert checked >= 5
+
+
+def test_an_index_kept_up_to_date_holds_what_a_new_one_holds(generated):
+    """Records saved, renamed, closed, without consent, a tracing request's inquirer changed or
+    closed, key rows rewritten, a transaction rolled back: each process's indexes follow by
+    reading only what changed, and rank as they would if built now and as SQL does."""
+    caseworker, tracer = generated
+    cases, traces = record_index("case"), record_index("trace")
+    all_traces, all_cases = traces_and_cases()
+    # Changes through the application, each committed (matching jobs run and use the indexes).
+    new = create_case(caseworker, {"name_first": "Zubeyr", "name_last": "Warsame", "sex": "male", "age": 8,
+                                   "consent_for_tracing": True})
+    db.session.commit()
+    renamed, closed, withdrawn = all_cases[0], all_cases[1], all_cases[2]
+    assert update_case(renamed, caseworker, {"name_first": "Kadiidja", "name_last": "Qorane"}, renamed.version)
+    close_case(closed, caseworker, "Reunified by the family itself")
+    update_case(withdrawn, caseworker, {"consent_for_tracing": not withdrawn.is_consent_for_tracing},
+                withdrawn.version)
+    db.session.commit()
+    request = all_traces[0].tracing_request
+    assert update_tracing_request(request, tracer, {"relation_name": "Hawo Cabdi Nuur"}, request.version)
+    other = next(t.tracing_request for t in all_traces if t.tracing_request_id != request.id)
+    close_tracing_request(other, tracer, "The family found the child")
+    db.session.commit()
+    assert record_index("case") is cases and record_index("trace") is traces  # refreshed, not rebuilt
+    assert new.id in cases.position and closed.id not in cases.position and closed.id in cases.known
+    assert (withdrawn.id in cases.position) == withdrawn.is_consent_for_tracing
+    assert not {t.id for t in other.traces} & set(traces.position)
+    assert traces.persons[all_traces[0].id].inquirer_name == "Hawo Cabdi Nuur"
+    assert cases.dead >= 2  # the renamed and the closed case's old positions
+    # Key rows rewritten without the record changing (a re-index): read again through the key ids.
+    db.session.execute(insert(RecordKey), [{"record_type": "case", "record_id": all_cases[5].id, "kind": "name",
+                                            "key": "zzqx"}])
+    db.session.commit()
+    assert record_index("case") is cases and ("name", "zzqx") in cases.counts
+    # A transaction that is rolled back after the index read it: the record is dropped again.
+    savepoint = db.session.begin_nested()
+    ghost = create_case(caseworker, {"name_first": "Ghostly", "sex": "female", "age": 4, "consent_for_tracing": True})
+    db.session.flush()
+    assert ghost.id in record_index("case").position
+    savepoint.rollback()
+    assert record_index("case") is cases and ghost.id not in cases.position and ghost.id not in cases.known
+    assert_same_index(cases, RecordIndex("case"))
+    assert_same_index(traces, RecordIndex("trace"))
+    assert assert_ranks_as_sql(cases, traces) > 600 * 10
+
+
+def test_an_index_is_rebuilt_when_the_matching_tags_change(generated, monkeypatch):
+    """A form change that moves a matching tag changes every record's view: rebuilt, not refreshed."""
+    cases = record_index("case")
+    assert record_index("case") is cases
+    tagged = engine._tagged
+    monkeypatch.setattr(engine, "_tagged", lambda record_type: {**tagged(record_type), "nickname": []})
+    assert record_index("case") is not cases
+
+
+def test_one_record_matching_gives_the_same_proposals_with_and_without_the_index(generated, app):
+    """match_trace and match_case store the same proposals (scores, bands, explanations) whether
+    they rank in memory or through SQL."""
+    all_traces, all_cases = traces_and_cases()
+
+    def stored():
+        from matching.models import MatchProposal
+        db.session.flush()
+        return sorted((p.trace_id, p.case_id, p.status, p.likelihood, p.score, p.comparison)
+                      for p in db.session.execute(select(MatchProposal)).scalars())
+    results = []
+    for memory in (True, False):
+        app.config["MATCHING_MEMORY_INDEX"] = memory
+        try:
+            savepoint = db.session.begin_nested()
+            for trace in all_traces[:60]:
+                engine.match_trace(trace)
+            for case in all_cases[:60]:
+                engine.match_case(case)
+            results.append(stored())
+            savepoint.rollback()
+        finally:
+            app.config["MATCHING_MEMORY_INDEX"] = True
+    assert len(results[0]) > 60
+    assert results[0] == results[1]
+
