@@ -4,7 +4,9 @@
 in order, fields in order, subform fields inside their subform, choice options
 resolved from lookups). It is cached on `flask.g` for the current request or job
 and dropped whenever the definition, a lookup or a location changes, or the
-session rolls back. Everything else here (access, conditions, display values,
+session rolls back; and kept by the process between requests and jobs while the
+form's version stamp (bumped by every change of the form or of a lookup it uses)
+is the same, so a request or a job reads one row instead of the whole form. Everything else here (access, conditions, display values,
 locations) works on these objects, so views, exports and the matcher never touch
 the form tables themselves.
 """
@@ -288,12 +290,35 @@ def get_definition(record_type: str) -> FormDef:
         return build_definition(record_type)
     cache = g.setdefault(_DEFINITIONS_KEY, {})
     if record_type not in cache:
-        cache[record_type] = build_definition(record_type)
+        stamp = _definition_stamp(record_type)
+        kept = _PROCESS_DEFINITIONS.get(record_type)
+        if kept is None or kept[0] != stamp:
+            kept = _PROCESS_DEFINITIONS[record_type] = (stamp, build_definition(record_type))
+        cache[record_type] = kept[1]
     return cache[record_type]
+
+
+# record type -> (stamp, definition): what this process built last (see the module's docstring).
+_PROCESS_DEFINITIONS: dict[str, tuple[tuple, FormDef]] = {}
+
+
+def _definition_stamp(record_type: str) -> tuple:
+    """Changes with every change of the form: `forms.operations._touch` bumps its version and
+    time (a change rolled back and another committed cannot share both); another database or
+    a form created again has another identity."""
+    row = db.session.execute(select(FormDefinition.id, FormDefinition.version, FormDefinition.updated_at)
+                             .where(FormDefinition.record_type == record_type)).one_or_none()
+    return (str(db.engine.url), *(tuple(row) if row is not None else ()))
+
+
+def forget_definitions() -> None:
+    """Drop what this process keeps between requests (tests that write form rows directly)."""
+    _PROCESS_DEFINITIONS.clear()
 
 
 def invalidate_definitions() -> None:
     """Forget cached definitions and locations (called by every change, and on rollback)."""
+    _PROCESS_DEFINITIONS.clear()
     if has_app_context():
         for key in (_DEFINITIONS_KEY, _LOCATIONS_KEY, _ALL_LOCATIONS_KEY, _LOCATION_CHOICES_KEY):
             g.pop(key, None)

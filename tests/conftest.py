@@ -95,8 +95,10 @@ def app():
 @pytest.fixture(autouse=True)
 def _transaction(request, app):
     """Each test runs in a transaction that is rolled back afterwards."""
+    from forms.definitions import forget_definitions
     from matching.index import forget_indexes
     forget_indexes()  # a process's matching indexes would still hold the rolled-back records
+    forget_definitions()  # ... and its form definitions the rolled-back form rows
     if "committed" in request.fixturenames or "own_database" in request.fixturenames:
         yield
         return
