@@ -286,3 +286,29 @@ def test_location_csv_import_is_idempotent_and_all_or_nothing(app):
     assert ops.get_location("C2") is None  # nothing half-applied
     assert "file" in refused(ops.import_locations_csv, "name,whatever\nx,y\n")
     assert "file" in refused(ops.import_locations_csv, "code,name_en\n")
+
+
+def test_definitions_are_kept_between_contexts_until_the_form_changes(sample, app):
+    """A request or job reuses the definition the process built, and sees every change: one made
+    through the operations (in this process) and one whose stamp moved in the database (as
+    another process's change would look here)."""
+    from sqlalchemy import update
+
+    from forms import definitions
+    from forms.models import FormDefinition
+
+    def in_new_context():
+        with app.app_context():
+            return definitions.get_definition("trace")
+    first = in_new_context()
+    assert in_new_context() is first  # built once, kept by the process
+    ops.update_field(ops.get_field("trace", "age"), {"labels": t("Age in years")})
+    changed = in_new_context()
+    assert changed is not first and changed.field("age").label("en") == "Age in years"
+    assert in_new_context() is changed
+    # Another process's change: the stamp moves without this process hearing of it.
+    kept = dict(definitions._PROCESS_DEFINITIONS)
+    db.session.execute(update(FormDefinition).where(FormDefinition.record_type == "trace")
+                       .values(version=FormDefinition.version + 1))
+    definitions._PROCESS_DEFINITIONS.update(kept)  # as if the update had happened elsewhere
+    assert in_new_context() is not changed
