@@ -872,6 +872,32 @@ def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings
     return scored
 
 
+def _proposed_ids(scored: Iterable[tuple[str, float, list | None]], settings: Settings) -> set[str]:
+    return {other_id for other_id, score, _ in scored if likelihood_of(probability(score), settings)}
+
+
+def _eligible_among(other_type: str, ids: Iterable[str]) -> set[str]:
+    """Those of `ids` that may be proposed now, read from the database."""
+    ids, found = sorted(set(ids)), set()
+    model, conditions = _eligible_filter(other_type)
+    for start in range(0, len(ids), 5000):
+        found.update(db.session.execute(select(model.id).where(model.id.in_(ids[start:start + 5000]),
+                                                               *conditions)).scalars())
+    return found
+
+
+def _still_eligible(other_type: str, scored: list[tuple[str, float, list | None]], settings: Settings,
+                    eligible: set[str] | None = None) -> list[tuple[str, float, list | None]]:
+    """`scored` without the pairs that would be proposed to a record no longer eligible (consent
+    withdrawn, closed, confirmed ...), read from the database (or `eligible`, read for a whole
+    chunk): an in-memory index may be a few seconds behind such a change, a proposal never is."""
+    proposed = _proposed_ids(scored, settings)
+    if not proposed:
+        return scored
+    eligible = _eligible_among(other_type, proposed) if eligible is None else eligible
+    return [item for item in scored if item[0] in eligible or item[0] not in proposed]
+
+
 def match_trace(trace, changed: bool = True) -> list[MatchProposal]:
     """Score `trace` against its candidate cases and store proposals. Returns the pending ones."""
     from cases.models import Case
@@ -887,7 +913,8 @@ def match_trace(trace, changed: bool = True) -> list[MatchProposal]:
             select(MatchProposal).where(MatchProposal.trace_id == trace.id)).scalars()}
         scored = _score_pairs(((case_id, person, index.persons[case_id]) for case_id, _ in index.candidates(person)),
                               settings, index.frequencies(person), existing, index.ancestors)
-        return _store(trace.id, scored, settings, changed, by_trace=True, existing=existing)
+        return _store(trace.id, _still_eligible("case", scored, settings), settings, changed, by_trace=True,
+                      existing=existing)
     settings = current_settings()
     candidate_ids = blocking_candidates(person, "case")  # matchable cases only (consent, not closed)
     cases = db.session.execute(select(Case).where(Case.id.in_(candidate_ids))).scalars().all() \
@@ -924,8 +951,8 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
         pairs = ((trace_id, traces.persons[trace_id], person) for trace_id in candidate_ids
                  if trace_id not in confirmed)  # a confirmed trace stops generating proposals
         stored = []
-        for trace_id, score, evidence in _score_pairs(pairs, settings, cases.frequencies(person), existing,
-                                                      cases.ancestors):
+        scored = _score_pairs(pairs, settings, cases.frequencies(person), existing, cases.ancestors)
+        for trace_id, score, evidence in _still_eligible("trace", scored, settings):
             proposal = existing.get(trace_id)
             stored.extend(_store(trace_id, [(case.id, score, evidence)], settings, changed, by_trace=False,
                                  existing={case.id: proposal} if proposal else {}, flush=False))
@@ -967,16 +994,21 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index=None) -> 
     existing: dict[str, dict[str, MatchProposal]] = {}
     for proposal in db.session.execute(select(MatchProposal).where(MatchProposal.trace_id.in_(trace_ids))).scalars():
         existing.setdefault(proposal.trace_id, {})[proposal.case_id] = proposal
-    pending = 0
+    matched = []
     for trace in traces:
         if not trace_is_matchable(trace):
             _withdraw(trace_id=trace.id)
             continue
         person = trace_person(trace, trace_tags, request_tags)
         mine = existing.get(trace.id, {})
-        scored = _score_pairs(((case_id, person, index.persons[case_id]) for case_id, _ in index.candidates(person)),
-                              settings, index.frequencies(person), mine, index.ancestors)
-        pending += len(_store(trace.id, scored, settings, changed, by_trace=True, existing=mine, flush=False))
+        matched.append((trace.id, mine, _score_pairs(
+            ((case_id, person, index.persons[case_id]) for case_id, _ in index.candidates(person)),
+            settings, index.frequencies(person), mine, index.ancestors)))
+    eligible = _eligible_among("case", {case_id for _, _, scored in matched for case_id in _proposed_ids(scored, settings)})
+    pending = 0
+    for trace_id, mine, scored in matched:
+        pending += len(_store(trace_id, _still_eligible("case", scored, settings, eligible), settings, changed,
+                              by_trace=True, existing=mine, flush=False))
     db.session.flush()
     return pending
 

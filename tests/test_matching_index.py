@@ -209,3 +209,33 @@ def test_one_record_matching_gives_the_same_proposals_with_and_without_the_index
     assert len(results[0]) > 60
     assert results[0] == results[1]
 
+
+
+def test_a_stale_index_never_proposes_a_case_whose_consent_was_withdrawn(make):
+    """The index may be behind the database (a change committed long after it was stamped);
+    the engine checks eligibility in the database before it stores a proposal."""
+    from datetime import date
+
+    from sqlalchemy import update
+
+    from matching.models import PENDING, MatchProposal
+    from tracing.operations import create_tracing_request
+    agency = make.agency()
+    caseworker, officer = make.user("caseworker", agency=agency), make.user("tracing_officer", agency=agency)
+    case = create_case(caseworker, {"name_first": "Muhammad", "name_last": "Hassan", "sex": "male", "age": 9,
+                                    "mother_name": "Amina Yusuf", "consent_for_tracing": True})
+    request = create_tracing_request(officer, {"relation_name": "Aminah Yousef", "relation": "mother",
+                                               "inquiry_date": date.today().isoformat(), "consent_for_tracing": True},
+                                     [{"name_first": "Mohamed", "name_last": "Hasan", "sex": "male", "age": 9}])
+    db.session.commit()
+    trace = request.traces[0]
+    assert [p.case_id for p in engine.match_trace(trace)] == [case.id]
+    index = record_index("case")
+    assert case.id in index.position
+    # Consent withdrawn without the row's stamp moving: the index cannot see it.
+    db.session.execute(update(Case).where(Case.id == case.id).values(is_consent_for_tracing=False,
+                                                                     updated_at=case.updated_at))
+    assert record_index("case") is index and case.id in index.position  # still there
+    assert engine.match_trace(trace) == []
+    assert not db.session.execute(select(MatchProposal).where(MatchProposal.case_id == case.id,
+                                                              MatchProposal.status == PENDING)).scalars().all()
