@@ -313,6 +313,9 @@ def compare_tokens(a: str, b: str) -> tuple[TokenLevel, float]:
         return TokenLevel.VARIANT, 0.95
     if ib.canonical in ia.nick or ia.canonical in ib.nick:
         return TokenLevel.NICKNAME, 0.85
+    joined = _joined_article(a, b) or _joined_article(b, a)
+    if joined is not None:
+        return joined
     jw = JaroWinkler.similarity(ia.latin, ib.latin)
     if ia.known and ib.known and not (ia.nick or ib.nick):
         # Two names the curated table knows to be different (siblings' names).
@@ -336,6 +339,19 @@ def compare_tokens(a: str, b: str) -> tuple[TokenLevel, float]:
     if jw >= 0.85 or (edits == 2 and shortest >= 6):
         return TokenLevel.FUZZY_LOW, round(jw, 3)
     return TokenLevel.DIFFERENT, round(jw, 3)
+
+
+def _joined_article(long_: str, short: str) -> tuple[TokenLevel, float] | None:
+    """"Alzoubi" / "Zoubi", "Elhadi" / "Hadi": the article written joined to the name on one
+    side and apart (so dropped as a particle) on the other."""
+    if long_[:2] not in ("al", "el") or len(long_) < 5:
+        return None
+    rest, other = _info(long_[2:]), _info(short)
+    if long_[2:] == short or rest.canonical == other.canonical:
+        return TokenLevel.VARIANT, 0.9
+    if rest.arabic == other.arabic and rest.key == other.key and (rest.known or len(short) >= 4):
+        return TokenLevel.PHONETIC, 0.85
+    return None
 
 
 # ---------------------------------------------------------------------------------
@@ -668,10 +684,21 @@ _RELATIONSHIP_FIELD = {
 }
 
 
+# A sibling's chain name after its own name is the father's and grandfather's: the same as the
+# child's (Somali, Arabic, Eritrean naming), so a brother asking is also compared on that part.
+_SIBLING_RELATIONSHIPS = frozenset({"sibling", "brother", "sister", "half brother", "half sister", "frere",
+                                    "soeur", "demi frere", "demi soeur", "اخ", "اخت", "walaal", "walaalo"})
+
+
 def names_one_person(relationship: str | None) -> bool:
     """True when the relationship names one person the case may record (mother, father,
     caregiver), not one of several (a sibling, an aunt, a grandparent)."""
     return normalize_name(relationship or "") in _RELATIONSHIP_FIELD
+
+
+def relationship_field(relationship: str | None) -> str | None:
+    """The case field that records the relative `relationship` names ("mother" -> mother_name)."""
+    return _RELATIONSHIP_FIELD.get(normalize_name(relationship or ""))
 
 
 def compare_relative_name(
@@ -697,6 +724,12 @@ def compare_relative_name(
     rel = normalize_name(relationship or "")
     expected_field = _RELATIONSHIP_FIELD.get(rel)
     targets: list[tuple[str, NameParts]] = []
+    sibling_chain = None  # (the inquirer's chain after the own name, the child's)
+    if rel in _SIBLING_RELATIONSHIPS and case_names.get("child_name"):
+        own = name_tokens(_as_text(inquirer_name))[1:]
+        child = name_tokens(_as_text(case_names["child_name"]))[1:]
+        if own and child:
+            sibling_chain = (" ".join(own), " ".join(child))
     if expected_field and case_names.get(expected_field):
         targets.append((expected_field, case_names[expected_field]))
     for index, entry in enumerate(case_names.get("family_details") or ()):
@@ -712,7 +745,7 @@ def compare_relative_name(
         if chain:
             targets.append(("child_name_chain", " ".join(chain)))
     fallback = False
-    if not targets:
+    if not targets and not sibling_chain:
         fallback = True
         for key in ("mother_name", "father_name", "caregiver_name"):
             if case_names.get(key):
@@ -721,13 +754,16 @@ def compare_relative_name(
             name = entry.get("name") if isinstance(entry, Mapping) else entry
             if name:
                 targets.append((f"family_details[{index}]", name))
-    if not targets or not inquirer_name:
+    if not (targets or sibling_chain) or not inquirer_name:
         return NameComparison(NameLevel.MISSING, 0.0, {"fallback": fallback})
     order = list(NameLevel)
     best: NameComparison | None = None
     best_field = ""
-    for target_field, target in targets:
-        result = compare_names(inquirer_name, target)
+    pairs = [(target_field, inquirer_name, target) for target_field, target in targets]
+    if sibling_chain:
+        pairs.append(("child_name_chain", *sibling_chain))
+    for target_field, query, target in pairs:
+        result = compare_names(query, target)
         if best is None or (order.index(result.level), -result.similarity) < (
             order.index(best.level),
             -best.similarity,

@@ -64,15 +64,18 @@ from matching.names import name_key, name_keys, name_tokens
 # weight is therefore scaled before it becomes a probability, and the prior and the scale were
 # fitted (logistic regression) on the blocking candidates of the 10,000 x 10,000 benchmark, so
 # that pairs shown 90 % are right about 90 % of the time; the prior then follows the number of
-# cases (`prior_for`). The thresholds follow: `likely` is right about 19 times in 20 on that
-# benchmark (at 10,000 and at 100,000); `possible` keeps nearly every true pair the blocking
-# keeps while proposing two to three cases per trace.
+# cases (`prior_for`). Fitted again when the inquirer stopped counting twice (the mother asking
+# is the trace's mother) and siblings' shared parents were capped (SIBLING_FAMILY_CAP): the sum
+# is less overconfident, the scale went from 0.6 to 0.82 and the prior from -14.4 to -12.85.
+# The thresholds follow: `likely` is right about 19 times in 20 on that benchmark (at 10,000 and
+# at 100,000); `possible` keeps nearly every true pair the blocking keeps while proposing two to
+# three cases per trace.
 DEFAULT_LIKELY = 0.8
-DEFAULT_POSSIBLE = 0.02
-DEFAULT_PRIOR = -14.4  # log2 odds that a candidate pair is the same child before any evidence,
+DEFAULT_POSSIBLE = 0.01
+DEFAULT_PRIOR = -12.85  # log2 odds that a candidate pair is the same child before any evidence,
 PRIOR_REFERENCE_CASES = 10_000  # ... with this many cases (see prior_for)
 PRIOR_MIN_CASES = 2_000
-WEIGHT_SCALE = 0.6     # calibrated log2 odds = WEIGHT_SCALE * (prior + summed weights)
+WEIGHT_SCALE = 0.82    # calibrated log2 odds = WEIGHT_SCALE * (prior + summed weights)
 
 # m and u per comparator level (documented defaults; an administrator can override them).
 DEFAULT_PARAMETERS: dict[str, dict[str, tuple[float, float]]] = {
@@ -129,6 +132,9 @@ MATCHING_TAGS = ("given_name", "middle_name", "family_name", "full_name", "nickn
 NAME_PARTS = {"given_name": "given", "middle_name": "middle", "family_name": "family", "full_name": "full",
               "nickname": "nickname", "other_name": "other"}
 CATEGORICAL = ("language", "nationality", "ethnicity", "religion")
+# When the child's own name differs, the parents' and the inquirer's names agreeing count for at
+# most this many bits together: siblings share them (bench/README.md, "2026-11-29, second round").
+SIBLING_FAMILY_CAP = 8.0
 
 
 # --- views ---------------------------------------------------------------------------------
@@ -394,21 +400,41 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
         add("location", best)
     if trace.date_of_separation and case.date_of_separation:
         add("date_of_separation", cmp.compare_dates(trace.date_of_separation, case.date_of_separation))
+    # Parents' and the inquirer's names agreeing say "the same family"; when the child's own
+    # name differs that is a brother or sister as often as the child: together they count for
+    # at most SIBLING_FAMILY_CAP (each item is marked "family_shared" in the explanation).
+    budget = [SIBLING_FAMILY_CAP] if given_level == "different" else None
+
+    def add_family(comparator: str, result: cmp.Comparison, extra=None) -> None:
+        weight = weights.get(comparator, {}).get(str(result.level), 0.0)
+        if budget is None or weight <= 0 or str(result.level) == "missing":
+            add(comparator, result, extra)
+            return
+        allowed = round(min(weight, budget[0]), 3)
+        budget[0] -= allowed
+        add(comparator, result, (lambda: {**((extra() if callable(extra) else extra) or {}), "family_shared": True})
+            if allowed < round(weight, 3) else extra, at_most=allowed)
+
+    compared_parents = set()
     for parent in ("mother_name", "father_name"):
         a, b = getattr(trace, parent), getattr(case, parent)
         if a and b:
-            add(parent, cmp.compare_names(a, b))
+            add_family(parent, cmp.compare_names(a, b))
+            compared_parents.add(parent)
     if trace.inquirer_name:
         relatives = {"mother_name": case.mother_name, "father_name": case.father_name,
                      "caregiver_name": case.caregiver_name, "family_details": case.family_details,
                      "child_name": case.all_names_text}
         if any(relatives[k] for k in ("mother_name", "father_name", "caregiver_name", "family_details")):
             result = cmp.compare_relative_name(trace.inquirer_name, trace.relationship, relatives)
-            if str(result.level) != "different" or (not result.details.get("fallback")
-                                                     and cmp.names_one_person(trace.relationship)):
+            if result.details.get("compared_with") in compared_parents or \
+                    cmp.relationship_field(trace.relationship) in compared_parents:
+                pass  # the mother asking for her child is the trace's mother: already compared above
+            elif str(result.level) != "different" or (not result.details.get("fallback")
+                                                       and cmp.names_one_person(trace.relationship)):
                 # An aunt's name differing from the recorded mother's, or one sibling's from
                 # another's, says nothing: only the one mother, father or caregiver can disagree.
-                add("inquirer", result, {"compared_with": result.details.get("compared_with")})
+                add_family("inquirer", result, {"compared_with": result.details.get("compared_with")})
     for tag in CATEGORICAL:
         if tag in trace.categorical and tag in case.categorical:
             add(tag, cmp.compare_categorical(trace.categorical[tag], case.categorical[tag]))

@@ -336,6 +336,9 @@ def build_comparison(proposal: MatchProposal, user) -> dict:
             except (KeyError, ValueError):
                 continue
             explanations.append(match.explanation())
+        if any(item.get("family_shared") for item in proposal.comparison or []):
+            explanations.append(_("The parents' names agree but the child's own name differs: this may be a "
+                                  "brother or sister, so the parents' names count for less."))
     age = levels.get("age")
     age_readable = any(k in readable["trace"] for k in fields_with_matching_tag("trace", "age")) and any(
         k in readable["case"] for k in fields_with_matching_tag("case", "age"))

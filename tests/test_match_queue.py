@@ -235,3 +235,16 @@ def test_per_record_panels_and_measures(team, login_as):
     html = measures.get_data(as_text=True)
     assert 'data-measure="confirmed">1<' in html and 'data-measure="queue_length">0<' in html
     assert web.get("/matches/measures").status_code == 403
+
+
+def test_parents_counted_less_for_a_possible_sibling_are_explained(team):
+    """A proposal whose parents' names were capped (own names differ) says why in plain words."""
+    _trace, right, wrong = two_candidates(team)
+    html = team["web"].get(f"/matches/{right.id}").get_data(as_text=True)
+    assert "brother or sister" not in html
+    wrong.comparison = [{**item, "family_shared": True} if item["comparator"] == "mother_name" else item
+                        for item in wrong.comparison] + [
+        {"comparator": "mother_name", "level": "variant", "weight": 2.0, "similarity": 0.9, "family_shared": True}]
+    db.session.commit()
+    html = team["web"].get(f"/matches/{wrong.id}").get_data(as_text=True)
+    assert "this may be a brother or sister, so the parents&#39; names count for less" in html

@@ -313,3 +313,20 @@ def test_family_details_by_relationship_and_fallback():
 def test_relative_missing():
     assert compare_relative_name("Hawa", "mother", {}).level == NameLevel.MISSING
     assert compare_relative_name(None, "mother", {"mother_name": "Hawa"}).level == NameLevel.MISSING
+
+
+def test_an_article_joined_to_the_name_meets_it_written_apart():
+    # "Al Zoubi" loses its particle; "Alzoubi" keeps the article in the token.
+    assert compare_tokens("alzoubi", "zoubi")[0] == TokenLevel.VARIANT
+    assert compare_tokens("elhadi", "hadi")[0] == TokenLevel.VARIANT
+    assert compare_names("Khaleel Alzoubi", "Khalil Al Zoubi").level in (NameLevel.VARIANT, NameLevel.PHONETIC)
+    assert compare_tokens("alma", "ma")[0] == TokenLevel.DIFFERENT  # too short to be an article and a name
+
+
+def test_a_sibling_is_compared_on_the_chain_after_the_own_name():
+    """A brother's chain name after his own name is his father's and grandfather's: the child's."""
+    result = compare_relative_name("Shabani Zuberi Juma", "sibling", {"child_name": "Omari Zuberi Juma"})
+    assert result.level in (NameLevel.EXACT, NameLevel.VARIANT)
+    assert result.details["compared_with"] == "child_name_chain" and result.details["fallback"] is False
+    other_family = compare_relative_name("Shabani Haruna Saidi", "sibling", {"child_name": "Omari Zuberi Juma"})
+    assert other_family.level == NameLevel.DIFFERENT

@@ -401,3 +401,37 @@ def test_language_nationality_ethnicity_religion_are_weak_evidence():
     for tag in engine.CATEGORICAL:
         assert 0 < weights[tag]["same"] <= 1.3 and -1.8 <= weights[tag]["different"] < 0, tag
     assert weights["sex"]["different"] < -4  # sex stays a strong discriminator
+
+
+def test_the_mother_asking_is_counted_once():
+    """The inquirer who is the child's mother is the trace's mother: compared once, not twice."""
+    case = _person("case", names={"given": ["Fistno"]}, sex="male", mother_name="Dorcas Kitenge")
+    trace = _person("trace", names={"given": ["Fistone"]}, sex="male", mother_name="Dorcas Kitenge",
+                    inquirer_name="Dorcas Kitenge", relationship="mother")
+    evidence = _evidence(trace, case)[1]
+    assert evidence["mother_name"]["level"] == "exact" and "inquirer" not in evidence
+    # Without the mother's name on the trace, the inquirer is what says it.
+    trace.mother_name = None
+    assert _evidence(trace, case)[1]["inquirer"]["level"] == "exact"
+
+
+def test_a_sibling_sharing_both_parents_does_not_outrank_the_child():
+    """From the benchmark: the child registered with little (own name with a typo, the father's
+    name) against a brother with everything the family shares (mother, father) and another own
+    name. The parents say "this family", not "this child": together they count for at most
+    SIBLING_FAMILY_CAP when the own name differs, and the explanation says so."""
+    from matching import engine
+    trace = _person("trace", names={"given": ["Fistone"], "middle": ["Muamba"], "family": ["Mumbere"]}, sex="male",
+                    age=2.0, mother_name="Dorcas Kitenge", father_name="Patrick Moumbere",
+                    inquirer_name="Dorcas Kitenge", relationship="mother")
+    child = _person("case", id="child", names={"given": ["Fistno"]}, sex="male", age=2.0, age_estimated=True,
+                    father_name="Patrick Moumbere")
+    brother = _person("case", id="brother", names={"given": ["Exaucé"]}, sex="male", age=0.0, age_estimated=True,
+                      mother_name="Dorcas Kitenge", father_name="Patrick Moumbere")
+    child_score, _ = _evidence(trace, child)
+    brother_score, evidence = _evidence(trace, brother)
+    assert child_score > brother_score
+    assert evidence["given_name"]["level"] == "different"
+    family = [evidence[c] for c in ("mother_name", "father_name") if c in evidence]
+    assert sum(item["weight"] for item in family) <= engine.SIBLING_FAMILY_CAP
+    assert any(item.get("family_shared") for item in family)
