@@ -405,15 +405,15 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     # at most SIBLING_FAMILY_CAP (each item is marked "family_shared" in the explanation).
     budget = [SIBLING_FAMILY_CAP] if given_level == "different" else None
 
-    def add_family(comparator: str, result: cmp.Comparison, extra=None) -> None:
-        weight = weights.get(comparator, {}).get(str(result.level), 0.0)
-        if budget is None or weight <= 0 or str(result.level) == "missing":
+    def add_family(comparator: str, result: cmp.Comparison, extra: dict | None = None) -> None:
+        weight = round(weights.get(comparator, {}).get(str(result.level), 0.0), 3)
+        if budget is None or weight <= 0:
             add(comparator, result, extra)
             return
         allowed = round(min(weight, budget[0]), 3)
         budget[0] -= allowed
-        add(comparator, result, (lambda: {**((extra() if callable(extra) else extra) or {}), "family_shared": True})
-            if allowed < round(weight, 3) else extra, at_most=allowed)
+        shared = {"family_shared": True} if allowed < weight else {}
+        add(comparator, result, {**(extra or {}), **shared}, at_most=allowed)
 
     compared_parents = set()
     for parent in ("mother_name", "father_name"):

@@ -108,8 +108,7 @@ class RecordIndex:
         self.keys_of: dict[str, tuple[Kind, ...]] = {}
         rows = sorted(self._records(None), key=lambda row: row[0].id)  # positions in id order at first
         since = self._since(self.marks)
-        self.recent = {person.id: stamps for person, _attributes, stamps in rows
-                       if since is not None and any(s is not None and s >= since for s in stamps)}
+        self.recent = {person.id: stamps for person, _attributes, stamps in rows if self._within(stamps, since)}
         keys: dict[str, list[Kind]] = {}
         for kind, key, record_id in self._key_rows(None):
             keys.setdefault(record_id, []).append((kind, key))
@@ -149,9 +148,14 @@ class RecordIndex:
         return tuple(marks)
 
     @staticmethod
-    def _since(marks: tuple) -> datetime | None:
-        stamps = [mark for mark in marks[:-1] if mark is not None]
-        return min(stamps) - REFRESH_LAG if stamps else None
+    def _since(marks: tuple) -> tuple[datetime | None, ...]:
+        """For each stamp column (the records', their tracing requests'), the time from which a
+        change is read again: its newest stamp minus REFRESH_LAG (None: the table is empty)."""
+        return tuple(None if mark is None else mark - REFRESH_LAG for mark in marks[:-1])
+
+    @staticmethod
+    def _within(stamps: tuple, since: tuple) -> bool:
+        return any(s is not None and start is not None and s >= start for s, start in zip(stamps, since))
 
     def _records(self, ids: Iterable[str] | None) -> Iterator[tuple[Person, Attributes, tuple]]:
         """(person, attributes, stamps) of the matchable records (all of them, or of `ids`)."""
@@ -234,11 +238,11 @@ class RecordIndex:
         if marks == self.marks:
             return True
         since = self._since(self.marks)
-        if since is None:
-            return False
+        if since[0] is None:
+            return False  # there were no records: read them all
         window = self._window(since)
         self.recent = {record_id: stamps for record_id, stamps in self.recent.items()
-                       if any(s is not None and s >= since for s in stamps)}
+                       if self._within(stamps, since)}
         changed = {record_id for record_id, stamps in window.items() if self.recent.get(record_id) != stamps}
         changed |= {record_id for record_id in self.recent if record_id not in window}
         if marks[-1] is not None and (self.marks[-1] is None or marks[-1] > self.marks[-1]):
@@ -252,17 +256,20 @@ class RecordIndex:
         self.marks = marks
         return self.dead <= max(REBUILD_MIN, REBUILD_SHARE * self.size)
 
-    def _window(self, since: datetime) -> dict[str, tuple]:
-        """Stamps of every record (matchable or not) stamped at or after `since`."""
+    def _window(self, since: tuple[datetime | None, ...]) -> dict[str, tuple]:
+        """Stamps of every record (matchable or not) stamped at or after `since` (per column)."""
         from tracing.models import Trace, TracingRequest
         if self.record_type == "case":
             model = self._model
             return {record_id: (updated_at,) for record_id, updated_at in db.session.execute(
-                select(model.id, model.updated_at).where(model.updated_at >= since))}
+                select(model.id, model.updated_at).where(model.updated_at >= since[0]))}
         found = {}
         base = select(Trace.id, Trace.updated_at, TracingRequest.updated_at).join(
             TracingRequest, TracingRequest.id == Trace.tracing_request_id)
-        for condition in (Trace.updated_at >= since, TracingRequest.updated_at >= since):
+        conditions = [Trace.updated_at >= since[0]]
+        if since[1] is not None:
+            conditions.append(TracingRequest.updated_at >= since[1])
+        for condition in conditions:
             for record_id, updated_at, request_updated_at in db.session.execute(base.where(condition)):
                 found[record_id] = (updated_at, request_updated_at)
         return found
