@@ -112,7 +112,7 @@ class BaseConfig:
     # Tasks: how many days ahead "due soon" looks.
     TASKS_DUE_SOON_DAYS = 7
     # Matching (matching.index): each worker keeps the matchable cases and traces in memory and
-    # ranks one record's candidates there (~0.5 GB per worker per 100,000 records of each type);
+    # ranks one record's candidates there (about 0.5 GB per 100,000 records of each type);
     # off, it queries the database instead (slower, no memory). The index is rebuilt in full at
     # least this often (seconds).
     MATCHING_MEMORY_INDEX = True
