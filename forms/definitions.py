@@ -6,9 +6,10 @@ resolved from lookups). It is cached on `flask.g` for the current request or job
 and dropped whenever the definition, a lookup or a location changes, or the
 session rolls back; and kept by the process between requests and jobs while the
 form's version stamp (bumped by every change of the form or of a lookup it uses)
-is the same, so a request or a job reads one row instead of the whole form. Everything else here (access, conditions, display values,
-locations) works on these objects, so views, exports and the matcher never touch
-the form tables themselves.
+is the same, so a request or a job reads one row instead of the whole form.
+Everything else here (access, conditions, display values, locations) works on
+these objects, so views, exports and the matcher never touch the form tables
+themselves.
 """
 from __future__ import annotations
 

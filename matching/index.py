@@ -96,12 +96,12 @@ class RecordIndex:
         self.ids: list[str] = []
         self.position: dict[str, int] = {}
         self.recent: dict[str, tuple] = {}
-        size = 0
-        self.sex = np.zeros(size, dtype=np.int8)
-        self.birth = np.zeros(size, dtype=np.float64)
-        self.estimated = np.zeros(size, dtype=bool)
-        self.place = np.full((size, _PLACE_LEVELS), -1, dtype=np.int32)
-        self.alive = np.zeros(size, dtype=bool)
+        # Per position (grown by `_append`): sex, birth year, estimated, place codes, still current.
+        self.sex = np.zeros(0, dtype=np.int8)
+        self.birth = np.zeros(0, dtype=np.float64)
+        self.estimated = np.zeros(0, dtype=bool)
+        self.place = np.full((0, _PLACE_LEVELS), -1, dtype=np.int32)
+        self.alive = np.zeros(0, dtype=bool)
         self.dead = 0
         self.counts: dict[Kind, int] = {}
         self.postings: dict[Kind, np.ndarray] = {}

@@ -72,7 +72,7 @@ def match_traces(trace_ids: list[str], run: str, job_id: int | None = None) -> N
     """A chunk of a full re-match (`flask matching run`); many workers share the chunks.
 
     The traces are matched against the worker's in-memory case index (built on the first
-    chunk and reused while the cases do not change), in slices so the job shows progress.
+    chunk, then kept up to date: matching.index), in slices so the job shows progress.
     """
     from matching.engine import match_trace_ids
     from matching.index import record_index
