@@ -43,6 +43,7 @@ from forms.models import (
 )
 
 _DEFINITIONS_KEY = "_forms_definitions"
+_STAMPS_KEY = "_forms_definition_stamps"
 _LOCATIONS_KEY = "_forms_locations"
 _ALL_LOCATIONS_KEY = "_forms_all_locations"
 _LOCATION_CHOICES_KEY = "_forms_location_choices"
@@ -306,10 +307,17 @@ _PROCESS_DEFINITIONS: dict[str, tuple[tuple, FormDef]] = {}
 def _definition_stamp(record_type: str) -> tuple:
     """Changes with every change of the form: `forms.operations._touch` bumps its version and
     time (a change rolled back and another committed cannot share both); another database or
-    a form created again has another identity."""
-    row = db.session.execute(select(FormDefinition.id, FormDefinition.version, FormDefinition.updated_at)
-                             .where(FormDefinition.record_type == record_type)).one_or_none()
-    return (str(db.engine.url), *(tuple(row) if row is not None else ()))
+    a form created again has another identity. The stamps of every form are read at once, once
+    per request or job."""
+    stamps = g.get(_STAMPS_KEY)
+    if stamps is None:
+        url = str(db.engine.url)
+        stamps = {record_type_: (url, form_id, version, updated_at) for record_type_, form_id, version, updated_at
+                  in db.session.execute(select(FormDefinition.record_type, FormDefinition.id,
+                                               FormDefinition.version, FormDefinition.updated_at))}
+        stamps[None] = (url,)
+        setattr(g, _STAMPS_KEY, stamps)
+    return stamps.get(record_type, stamps[None])
 
 
 def forget_definitions() -> None:
@@ -321,7 +329,7 @@ def invalidate_definitions() -> None:
     """Forget cached definitions and locations (called by every change, and on rollback)."""
     _PROCESS_DEFINITIONS.clear()
     if has_app_context():
-        for key in (_DEFINITIONS_KEY, _LOCATIONS_KEY, _ALL_LOCATIONS_KEY, _LOCATION_CHOICES_KEY):
+        for key in (_DEFINITIONS_KEY, _STAMPS_KEY, _LOCATIONS_KEY, _ALL_LOCATIONS_KEY, _LOCATION_CHOICES_KEY):
             g.pop(key, None)
 
 
