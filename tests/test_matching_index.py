@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import selectinload
@@ -74,6 +75,11 @@ def assert_ranks_as_sql(case_index: RecordIndex, trace_index: RecordIndex) -> in
     return compared
 
 
+def place_codes(index: RecordIndex, position: int) -> list[str]:
+    codes = list(index._place_numbers)  # numbered in the order they were met
+    return [codes[number] for number in index.place[position] if number >= 0]
+
+
 def assert_same_index(kept: RecordIndex, fresh: RecordIndex) -> None:
     """An index kept up to date holds what one built now holds."""
     assert kept.total == fresh.total and kept.known == fresh.known
@@ -83,9 +89,11 @@ def assert_same_index(kept: RecordIndex, fresh: RecordIndex) -> None:
     for record_id, position in fresh.position.items():
         mine = kept.position[record_id]
         assert kept.sex[mine] == fresh.sex[position] and kept.estimated[mine] == fresh.estimated[position]
-    for kk, positions in fresh.postings.items():
+        assert np.array_equal(kept.birth[mine], fresh.birth[position], equal_nan=True)
+        assert place_codes(kept, mine) == place_codes(fresh, position)
+    for kk in set(fresh.postings) | set(kept.postings):
         assert sorted(kept.ids[i] for i in kept.postings.get(kk, ()) if kept.alive[i]) == \
-            sorted(fresh.ids[i] for i in positions)
+            sorted(fresh.ids[i] for i in fresh.postings.get(kk, ()))
 
 
 def test_the_indexes_rank_as_the_database_path(generated):
