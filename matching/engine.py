@@ -809,6 +809,19 @@ def _eligible_filter(other_type: str):
     return Trace, conditions
 
 
+IN_CHUNK = 5_000  # ids per IN (...) list
+
+
+def by_ids(query, column, ids: Iterable[str] | None):
+    """`query` restricted to `ids` (sorted, in chunks of IN_CHUNK), or as it is for None."""
+    if ids is None:
+        yield query
+        return
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), IN_CHUNK):
+        yield query.where(column.in_(ids[start:start + IN_CHUNK]))
+
+
 def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_KEEP) -> list[tuple[str, float]]:
     """Both blocking stages through SQL: (id, score) of the `other_type` candidates worth a
     full comparison, best first (what `RecordIndex.candidates` gives from memory)."""
@@ -842,10 +855,9 @@ def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_
     # datetime objects would cost more than the whole ranking.
     created = func.substr(cast(table.created_at, String), 1, 10)
     attributes: dict[str, Attributes] = {}
-    for start in range(0, len(ids), 5000):
-        for record_id, sex, age, created_at, location_code in connection.execute(
-                select(table.id, table.sex, table.age, created, table.location_code).where(
-                    table.id.in_(ids[start:start + 5000]), *conditions)).all():
+    for query in by_ids(select(table.id, table.sex, table.age, created, table.location_code).where(*conditions),
+                        table.id, ids):
+        for record_id, sex, age, created_at, location_code in connection.execute(query).all():
             attributes[record_id] = row_attributes(other_type, sex, age, created_at, location_code, ancestors)
     postings = {kk: [record_id for record_id in holders if record_id in attributes] for kk, holders in found.items()}
     pool = rank_candidates(tokens, postings, counts, total, person_attributes(person, ancestors), attributes,
@@ -904,11 +916,10 @@ def _proposed_ids(scored: Iterable[tuple[str, float, list | None]], settings: Se
 
 def _eligible_among(other_type: str, ids: Iterable[str]) -> set[str]:
     """Those of `ids` that may be proposed now, read from the database."""
-    ids, found = sorted(set(ids)), set()
+    found: set[str] = set()
     model, conditions = _eligible_filter(other_type)
-    for start in range(0, len(ids), 5000):
-        found.update(db.session.execute(select(model.id).where(model.id.in_(ids[start:start + 5000]),
-                                                               *conditions)).scalars())
+    for query in by_ids(select(model.id).where(*conditions), model.id, ids):
+        found.update(db.session.execute(query).scalars())
     return found
 
 

@@ -70,7 +70,6 @@ REBUILD_MIN = 5_000
 DEFAULT_MAX_AGE = 900.0  # seconds (MATCHING_INDEX_MAX_AGE)
 _SEX_NUMBER = {"": 0, "male": 1, "female": 2}
 _PLACE_LEVELS = 3  # the place itself, one level up, two levels up: what PLACE_BONUS rewards
-_CHUNK = 5_000
 _KINDS = (NAME_KIND, RELATIVE_KIND)
 
 Kind = tuple[str, str]
@@ -167,7 +166,7 @@ class RecordIndex:
         query = select(*columns).where(*conditions)
         if self.record_type == "trace":
             query = query.join(TracingRequest, TracingRequest.id == Trace.tracing_request_id)
-        for query in self._by_ids(query, model.id, ids):
+        for query in engine.by_ids(query, model.id, ids):
             for row in db.session.execute(query.execution_options(yield_per=2000)):
                 record_id, data, created_at, sex, age, location_code, updated_at, *request = row
                 if request:
@@ -184,17 +183,8 @@ class RecordIndex:
         rk = RecordKey.__table__.c
         query = select(rk.kind, rk.key, rk.record_id).where(rk.record_type == self.record_type,
                                                              rk.kind.in_(_KINDS))
-        for query in self._by_ids(query, rk.record_id, ids):
+        for query in engine.by_ids(query, rk.record_id, ids):
             yield from db.session.execute(query.execution_options(yield_per=20000))
-
-    @staticmethod
-    def _by_ids(query, column, ids: Iterable[str] | None):
-        if ids is None:
-            yield query
-            return
-        ids = sorted(ids)
-        for start in range(0, len(ids), _CHUNK):
-            yield query.where(column.in_(ids[start:start + _CHUNK]))
 
     def _append(self, rows: list[tuple[Person, Attributes, tuple]]) -> None:
         """New positions for these matchable records (their keys already in `keys_of`)."""
@@ -279,7 +269,7 @@ class RecordIndex:
             return
         model = self._model
         existing: set[str] = set()
-        for query in self._by_ids(select(model.id), model.id, changed):
+        for query in engine.by_ids(select(model.id), model.id, changed):
             existing.update(db.session.execute(query).scalars())
         keys: dict[str, list[Kind]] = {}
         for kind, key, record_id in self._key_rows(changed):
