@@ -568,10 +568,13 @@ def index_all_keys(batch: int = 1000) -> int:
     force. Needed after the rules of `matching.names` change and for records saved before the
     relative keys existed; returns the number of keys written.
 
-    Works in batches, each its own transaction: the batch's records are locked (FOR UPDATE),
-    so a caseworker saving one of them meanwhile either saves first (and its new name is
-    keyed here) or waits and then writes its own keys; no save is held up for longer than a
-    batch. Commits.
+    Works in batches, each its own transaction, beside live saves and matching jobs. A batch
+    locks its records (FOR UPDATE) but skips those another transaction holds (SKIP LOCKED): a
+    caseworker's save in progress, or a matching job marking traces "match proposed". Waiting
+    for them while holding the rest of the batch could close a deadlock with a job that locks
+    the same traces in another order. The skipped records are re-keyed at the end, one per
+    transaction, each waiting for its holder to finish; so a save either commits first (and
+    its new name is keyed here) or waits for the batch and then writes its own keys. Commits.
     """
     from sqlalchemy import delete, insert
 
@@ -579,27 +582,39 @@ def index_all_keys(batch: int = 1000) -> int:
     from cases.models import Case
     from tracing.models import Trace, TracingRequest
     written = 0
+
+    def rekey(model, record_type: str, ids: list[str], skip_locked: bool) -> set[str]:
+        """Re-key the records of `ids` that can be locked; returns the ids that were."""
+        rows: list[dict] = []
+        found = db.session.execute(select(model.id, model.data).where(model.id.in_(ids))
+                                   .order_by(model.id).with_for_update(skip_locked=skip_locked)).all()
+        for record_id, data in found:
+            data = data or {}
+            names = relative_keys_of(name_texts(record_type, data))
+            relatives = relative_keys_of(relative_texts(record_type, data)) \
+                if record_type != "tracing_request" else set()
+            rows.extend({"record_type": record_type, "record_id": record_id, "kind": kind, "key": key[:64]}
+                        for kind, keys in ((NAME_KIND, names), (RELATIVE_KIND, relatives)) for key in sorted(keys))
+        db.session.execute(delete(RecordKey).where(
+            RecordKey.record_type == record_type, RecordKey.record_id.in_([row[0] for row in found]),
+            RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND))))
+        if rows:
+            db.session.execute(insert(RecordKey), rows)
+        db.session.commit()
+        nonlocal written
+        written += len(rows)
+        return {row[0] for row in found}
+
     for model, record_type in ((Case, "case"), (Trace, "trace"), (TracingRequest, "tracing_request")):
         ids = list(db.session.execute(select(model.id).order_by(model.id)).scalars())
         db.session.commit()
+        held: list[str] = []
         for start in range(0, len(ids), batch):
-            rows: list[dict] = []
-            found = db.session.execute(select(model.id, model.data).where(model.id.in_(ids[start:start + batch]))
-                                       .order_by(model.id).with_for_update()).all()
-            for record_id, data in found:
-                data = data or {}
-                names = relative_keys_of(name_texts(record_type, data))
-                relatives = relative_keys_of(relative_texts(record_type, data)) \
-                    if record_type != "tracing_request" else set()
-                rows.extend({"record_type": record_type, "record_id": record_id, "kind": kind, "key": key[:64]}
-                            for kind, keys in ((NAME_KIND, names), (RELATIVE_KIND, relatives)) for key in sorted(keys))
-            db.session.execute(delete(RecordKey).where(
-                RecordKey.record_type == record_type, RecordKey.record_id.in_([row[0] for row in found]),
-                RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND))))
-            if rows:
-                db.session.execute(insert(RecordKey), rows)
-            db.session.commit()
-            written += len(rows)
+            chunk = ids[start:start + batch]
+            done = rekey(model, record_type, chunk, skip_locked=True)
+            held.extend(record_id for record_id in chunk if record_id not in done)
+        for record_id in held:  # held by another transaction a moment ago (or deleted since)
+            rekey(model, record_type, [record_id], skip_locked=False)
     return written
 
 
@@ -989,7 +1004,9 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
                  if trace_id not in confirmed)  # a confirmed trace stops generating proposals
         stored = []
         scored = _score_pairs(pairs, settings, cases.frequencies(person), existing, cases.ancestors)
-        for trace_id, score, evidence in _still_eligible("trace", scored, settings):
+        # In trace id order, as every job that marks several traces "match proposed" does:
+        # two jobs locking the same traces never wait for each other in a circle.
+        for trace_id, score, evidence in sorted(_still_eligible("trace", scored, settings), key=lambda item: item[0]):
             proposal = existing.get(trace_id)
             stored.extend(_store(trace_id, [(case.id, score, evidence)], settings, changed, by_trace=False,
                                  existing={case.id: proposal} if proposal else {}, flush=False))
@@ -997,8 +1014,9 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
         return stored
     settings = current_settings()
     candidate_ids = blocking_candidates(person, "trace")
-    traces = [t for t in db.session.execute(select(Trace).where(Trace.id.in_(candidate_ids)).options(
-        selectinload(Trace.tracing_request))).scalars() if trace_is_matchable(t)] if candidate_ids else []
+    traces = [t for t in db.session.execute(select(Trace).where(Trace.id.in_(candidate_ids)).order_by(Trace.id)
+                                            .options(selectinload(Trace.tracing_request))).scalars()
+              if trace_is_matchable(t)] if candidate_ids else []
     trace_tags, request_tags = _tagged("trace"), _tagged("tracing_request")
     case_keys = person_keys(person)
     frequencies = key_frequencies(case_keys, "case")
@@ -1026,8 +1044,8 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index=None) -> 
         index = record_index("case")
     settings = current_settings(index.total)
     trace_tags, request_tags = _tagged("trace"), _tagged("tracing_request")
-    traces = db.session.execute(select(Trace).where(Trace.id.in_(trace_ids)).options(
-        selectinload(Trace.tracing_request))).scalars().all()
+    traces = db.session.execute(select(Trace).where(Trace.id.in_(trace_ids)).order_by(Trace.id).options(
+        selectinload(Trace.tracing_request))).scalars().all()  # stored (and locked) in id order
     existing: dict[str, dict[str, MatchProposal]] = {}
     for proposal in db.session.execute(select(MatchProposal).where(MatchProposal.trace_id.in_(trace_ids))).scalars():
         existing.setdefault(proposal.trace_id, {})[proposal.case_id] = proposal

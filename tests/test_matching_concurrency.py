@@ -1,0 +1,215 @@
+"""A live re-key (`flask matching run` rewriting every record's name keys) beside saves and
+matching jobs, on PostgreSQL: each interleaving ends with the keys of the data as saved, no
+save lost, and no deadlock.
+
+The interleavings are forced, not left to chance: a save or a job holds its row locks while
+the re-key runs, or the re-key is paused holding a batch while a save comes in; the test
+waits until PostgreSQL reports the other side waiting for a lock before letting go.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import event, select, text
+
+from app.extensions import db
+from app.records.models import RecordKey
+from cases.models import Case
+from matching.engine import NAME_KIND, RELATIVE_KIND, index_all_keys, relative_keys_of, relative_texts
+from tests.test_matching_engine import register_child, search_for_child
+
+pytestmark = pytest.mark.usefixtures("default_forms")
+
+WAIT = 20  # seconds: a side that does not get there by then has failed
+
+
+@pytest.fixture
+def postgres(app, committed):
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("SQLite serialises every transaction; the interleavings need PostgreSQL (as in CI)")
+
+
+def stored_keys(record_type: str, record_id: str) -> list[tuple[str, str]]:
+    db.session.expire_all()
+    return sorted(db.session.execute(select(RecordKey.kind, RecordKey.key).where(
+        RecordKey.record_type == record_type, RecordKey.record_id == record_id)).all())
+
+
+def expected_keys(record_type: str, data: dict) -> list[tuple[str, str]]:
+    from app.records.search import name_texts
+    names = relative_keys_of(name_texts(record_type, data))
+    relatives = relative_keys_of(relative_texts(record_type, data)) if record_type != "tracing_request" else set()
+    return sorted([(NAME_KIND, key) for key in names] + [(RELATIVE_KIND, key) for key in relatives])
+
+
+def every_record_keyed_as_saved() -> None:
+    """Every case, trace and request holds exactly the keys its stored data gives, once."""
+    from tracing.models import Trace, TracingRequest
+    for model, record_type in ((Case, "case"), (Trace, "trace"), (TracingRequest, "tracing_request")):
+        for record in db.session.execute(select(model)).scalars():
+            assert stored_keys(record_type, record.id) == expected_keys(record_type, record.data or {}), \
+                (record_type, record.data)
+
+
+def wait_for_lock_waiter(app) -> None:
+    """Until another connection of this database waits for a row lock."""
+    deadline = time.monotonic() + WAIT
+    with app.app_context():
+        while time.monotonic() < deadline:
+            waiting = db.session.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"))
+            db.session.rollback()
+            if waiting:
+                return
+            time.sleep(0.05)
+    raise AssertionError("nobody came to wait for the lock")
+
+
+class Side(threading.Thread):
+    """A thread with its own app context (own session and connection); errors are kept."""
+
+    def __init__(self, app, work):
+        super().__init__(daemon=True)
+        self.app, self.work, self.error, self.result = app, work, None, None
+
+    def run(self):
+        with self.app.app_context():
+            try:
+                self.result = self.work()
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                db.session.rollback()
+                self.error = error
+            finally:
+                db.session.remove()
+
+    def finish(self):
+        self.join(WAIT)
+        assert not self.is_alive(), "still running: a deadlock or a lost wake-up"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def setup_records(app, make, children=("Muhammad", "Ahmed", "Fatima", "Aisha", "Omar", "Yusuf")):
+    with app.app_context():
+        agency = make.agency()
+        officer, caseworker = make.user("tracing_officer", agency=agency), make.user("caseworker", agency=agency)
+        db.session.commit()
+        cases = [register_child(caseworker, name_first=first) for first in children]
+        traces = [search_for_child(officer, name_first=first) for first in children[:3]]
+        return caseworker.id, [c.id for c in cases], [t.id for t in traces]
+
+
+def save_name(caseworker_id: str, case_id: str, first: str, father: str, hold=None) -> int:
+    """A caseworker renames a child and her father (as the edit form does); `hold`, if given,
+    is called after the save is flushed (row locked, keys written) and before it commits."""
+    from app.users.models import User
+    from cases.operations import update_case
+    user = db.session.get(User, caseworker_id)
+    case = db.session.get(Case, case_id)
+    data = {**case.data, "name_first": first, "father_name": father}
+    update_case(case, user, data, case.version)
+    if hold:
+        hold()
+    db.session.commit()
+    return case.version
+
+
+def test_a_rekey_waits_for_a_save_in_progress_and_keys_the_new_name(app, make, postgres):
+    caseworker_id, case_ids, _ = setup_records(app, make)
+    target = case_ids[2]
+    flushed, release = threading.Event(), threading.Event()
+
+    def hold():
+        flushed.set()
+        assert release.wait(WAIT)
+
+    save = Side(app, lambda: save_name(caseworker_id, target, "Zainab", "Kidane Girmay", hold))
+    save.start()
+    assert flushed.wait(WAIT)
+    rekey = Side(app, lambda: index_all_keys(batch=2))
+    rekey.start()
+    wait_for_lock_waiter(app)  # the re-key did the rest and now waits for the one record held
+    assert rekey.is_alive()
+    release.set()
+    assert save.finish() >= 2
+    assert rekey.finish() > 0
+    with app.app_context():
+        case = db.session.get(Case, target)
+        assert case.data["name_first"] == "Zainab" and case.data["father_name"] == "Kidane Girmay"
+        assert ("relative", "KDN") in stored_keys("case", target)
+        every_record_keyed_as_saved()
+
+
+def test_a_save_arriving_while_a_rekey_batch_is_held_writes_its_own_keys_after_it(app, make, postgres):
+    caseworker_id, case_ids, _ = setup_records(app, make)
+    target = sorted(case_ids)[1]
+    locked, release = threading.Event(), threading.Event()
+    rekey_thread: list[threading.Thread] = []
+
+    def pause_after_locking(conn, cursor, statement, parameters, context, executemany):
+        if threading.current_thread() in rekey_thread and "FOR UPDATE" in statement \
+                and "FROM cases" in statement and not locked.is_set():
+            locked.set()
+            assert release.wait(WAIT)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "after_cursor_execute", pause_after_locking)
+    try:
+        rekey = Side(app, lambda: index_all_keys(batch=1000))
+        rekey_thread.append(rekey)
+        rekey.start()
+        assert locked.wait(WAIT)  # the re-key holds every case, with their old data read
+        save = Side(app, lambda: save_name(caseworker_id, target, "Zainab", "Kidane Girmay"))
+        save.start()
+        wait_for_lock_waiter(app)  # the save waits for the batch
+        assert save.is_alive()
+        release.set()
+        assert rekey.finish() > 0
+        assert save.finish() >= 2
+    finally:
+        event.remove(engine, "after_cursor_execute", pause_after_locking)
+    with app.app_context():
+        assert db.session.get(Case, target).data["name_first"] == "Zainab"
+        assert ("relative", "KDN") in stored_keys("case", target)
+        every_record_keyed_as_saved()
+
+
+def test_a_rekey_and_a_matching_job_holding_traces_do_not_deadlock(app, make, postgres):
+    """A matching job marks several traces "match proposed" in one transaction. A re-key batch
+    that waited for one of them while holding the others could close a circle with the job
+    asking for one it holds (PostgreSQL would then abort one of them)."""
+    from matching.engine import _mark_proposed
+    from tracing.models import TRACE_MATCH_PROPOSED, Trace
+    _caseworker_id, _case_ids, trace_ids = setup_records(app, make)
+    with app.app_context():
+        db.session.execute(Trace.__table__.update().values(tracing_status="open"))
+        db.session.commit()
+    first, second = sorted(trace_ids)[:2]
+    holding, go_on = threading.Event(), threading.Event()
+
+    def job():
+        _mark_proposed(second)  # the job holds the later trace ...
+        holding.set()
+        assert go_on.wait(WAIT)
+        _mark_proposed(first)  # ... then asks for the earlier one
+        db.session.commit()
+
+    worker = Side(app, job)
+    worker.start()
+    assert holding.wait(WAIT)
+    rekey = Side(app, lambda: index_all_keys(batch=1000))
+    rekey.start()
+    wait_for_lock_waiter(app)  # the re-key has come to the held trace
+    go_on.set()
+    worker.finish()
+    assert rekey.finish() > 0
+    with app.app_context():
+        statuses = set(db.session.execute(select(Trace.tracing_status).where(
+            Trace.id.in_((first, second)))).scalars())
+        assert statuses == {TRACE_MATCH_PROPOSED}
+        every_record_keyed_as_saved()
