@@ -278,6 +278,7 @@ class _Info:
     arabic: bool
     key: str
     skeleton: str
+    single: str  # doubled letters written once (Aishha -> Aisha)
 
 
 @functools.lru_cache(maxsize=524_288)
@@ -291,6 +292,7 @@ def _info(token: str) -> _Info:
         arabic=arabic,
         key=name_key(token),
         skeleton=skeleton_key(token),
+        single=_undoubled(token),
     )
 
 
@@ -365,7 +367,7 @@ def _spelling_rule(a: str, b: str) -> tuple[TokenLevel, float] | None:
     for x, y in ((a, b), (b, a)):
         if len(x) >= 4 and x[0] == "c" and x[1] in "aeiou" and _info(x[1:]).canonical == _info(y).canonical:
             return TokenLevel.VARIANT, 0.9
-    single_a, single_b = _undoubled(a), _undoubled(b)
+    single_a, single_b = _info(a).single, _info(b).single
     if (single_a != a or single_b != b) and len(single_a) >= 3 and (
             single_a == single_b or _info(single_a).canonical == _info(single_b).canonical):
         return TokenLevel.PHONETIC, 0.9
@@ -376,7 +378,7 @@ def _spelling_rule(a: str, b: str) -> tuple[TokenLevel, float] | None:
 # Whole names
 # ---------------------------------------------------------------------------------
 
-NameParts = Mapping[str, "str | Sequence[str] | None"] | str | None
+NameParts = Mapping[str, "str | Sequence[str] | None"] | str | tuple | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,8 +391,12 @@ class _Tok:
 
 
 def _parts_key(parts: NameParts) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The hashable form of a name the comparisons work on (a key already made is returned as
+    is: a caller comparing one name with many makes it once, `name_parts_key`)."""
     if parts is None:
         return ()
+    if isinstance(parts, tuple):
+        return parts
     if isinstance(parts, str):
         return (("given", (parts,)),)
     items = []
@@ -399,6 +405,9 @@ def _parts_key(parts: NameParts) -> tuple[tuple[str, tuple[str, ...]], ...]:
             continue
         items.append((field_name, (value,) if isinstance(value, str) else tuple(value)))
     return tuple(items)
+
+
+name_parts_key = _parts_key
 
 
 def _collect(parts: NameParts) -> tuple[list[_Tok], list[_Tok]]:
@@ -553,8 +562,8 @@ def _compare_names_cached(
     for _order, ta, tb, level, sim, joined in chosen:
         level_out = TokenLevel.VARIANT if joined and level == TokenLevel.EXACT else level
         matches.append(TokenMatch(ta.text, tb.text, level_out, sim, ta.field, tb.field, joined))
-        weights_a += sim * sum(1 for i in ta.members if core_flags_a[i])
-        weights_b += sim * sum(1 for i in tb.members if core_flags_b[i])
+        weights_a += sim * _core_members(ta.members, core_flags_a)
+        weights_b += sim * _core_members(tb.members, core_flags_b)
 
     core_a, core_b = sum(core_flags_a), sum(core_flags_b)
     unmatched_a = tuple(t.text for i, t in enumerate(singles_a) if i not in used_a and core_flags_a[i])
@@ -607,6 +616,13 @@ def _compare_names_cached(
     )
 
 
+def _core_members(members: tuple[int, ...], core_flags: list[bool]) -> int:
+    """How many of a token's members (one token, or the two of a join) are core tokens."""
+    if len(members) == 1:
+        return 1 if core_flags[members[0]] else 0
+    return sum(1 for i in members if core_flags[i])
+
+
 def _reordered(matches: list[TokenMatch], singles_a: list[_Tok], singles_b: list[_Tok]) -> bool:
     """True when paired tokens appear in a different relative order or field."""
     if any(m.field_a != m.field_b for m in matches):
@@ -619,11 +635,12 @@ def _reordered(matches: list[TokenMatch], singles_a: list[_Tok], singles_b: list
 
 def _own_name_tokens(parts: NameParts) -> tuple[list[_Tok], list[_Tok]]:
     """Tokens of the whole name, but only when the own (given) name is recorded."""
-    if isinstance(parts, Mapping):
-        given = parts.get("given")
-        if not given or not any(name_tokens(g) for g in ([given] if isinstance(given, str) else given)):
+    key = _parts_key(parts)
+    if not isinstance(parts, str):
+        given = next((values for field_name, values in key if field_name == "given"), ())
+        if not any(name_tokens(g) for g in given):
             return [], []
-    singles, joins = _collect(parts)
+    singles, joins = _collect_cached(key)
     core = [t for t in singles if not t.optional]
     return core, [j for j in joins if not j.optional]
 

@@ -167,6 +167,11 @@ class Person:
         return sum(len(name_tokens(value)) for part in ("given", "middle", "family", "full")
                    for value in self.names.get(part, []))
 
+    @functools.cached_property
+    def names_key(self) -> tuple:
+        """`names` in the form the name comparisons take (made once per person)."""
+        return cmp.name_parts_key(self.names)
+
     @property
     def all_names_text(self) -> str:
         return " ".join(token for values in self.names.values() for token in values)
@@ -268,6 +273,12 @@ class Settings:
     prior: float
     weights: dict[str, dict[str, float]]
 
+    @functools.cached_property
+    def best(self) -> dict[str, float]:
+        """The most each comparator can add (0 when it is left out: a missing value)."""
+        return {comparator: max(0.0, *(round(w, 3) for w in levels.values()))
+                for comparator, levels in self.weights.items()}
+
 
 def _weights(parameters: Mapping) -> dict[str, dict[str, float]]:
     weights = {}
@@ -321,12 +332,15 @@ def _age_at(person: Person, when: date | None) -> float | None:
 
 
 def compare(trace: Person, case: Person, settings: Settings, frequencies: Mapping[str, float] | None = None,
-            ancestors=None, explain: bool = True) -> tuple[float, list[dict] | None]:
+            ancestors=None, explain: bool = True, floor: float | None = None) -> tuple[float, list[dict] | None]:
     """The match weight of a pair and its per-comparator explanation, strongest first.
 
     With `explain=False` only the weight is computed (the explanation is None): most pairs
     a trace is compared with are never proposed, and the bulk re-match explains only those
-    that are (the weight is the same either way).
+    that are (the weight is the same either way). With a `floor` too, a pair that cannot
+    reach it stops before the parents' and inquirer's names (a third of the work) are
+    compared, and an upper bound of its weight below `floor` is returned instead of the
+    weight: about half of the candidates of a record stop there.
     """
     evidence: list[dict] = []
     summed = 0.0
@@ -348,10 +362,10 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
                 item.update(extra() if callable(extra) else extra)
             evidence.append(item)
 
-    names = cmp.compare_names(trace.names, case.names)
+    names = cmp.compare_names(trace.names_key, case.names_key)
     fully_paired = str(names.level) in FULLY_PAIRED_NAME_LEVELS
     one_word = min(trace.core_token_count, case.core_token_count) == 1
-    given = cmp.compare_given_names(trace.names, case.names)
+    given = cmp.compare_given_names(trace.names_key, case.names_key)
     given_level = str(given.level)
     # Every token of the shorter name found in the other but the first tokens differ: the order
     # was swapped or the chain written from another end, not a sibling's own name (a sibling's
@@ -404,6 +418,11 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     # name differs that is a brother or sister as often as the child: together they count for
     # at most SIBLING_FAMILY_CAP (each item is marked "family_shared" in the explanation).
     budget = [SIBLING_FAMILY_CAP] if given_level == "different" else None
+    if floor is not None and not explain:
+        most = settings.prior + summed + _family_bound(trace, case, settings.best, budget) \
+            + _categorical_bound(trace, case, settings.best)
+        if most < floor - FLOOR_MARGIN:
+            return most, None
 
     def add_family(comparator: str, result: cmp.Comparison, extra: dict | None = None) -> None:
         weight = round(weights.get(comparator, {}).get(str(result.level), 0.0), 3)
@@ -443,6 +462,36 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
         return score, None
     evidence.sort(key=lambda item: -abs(item["weight"]))
     return score, evidence
+
+
+FLOOR_MARGIN = 1e-6  # a bound this close to the floor is compared in full (rounding)
+
+
+def _family_bound(trace: Person, case: Person, best: Mapping[str, float], budget: list[float] | None) -> float:
+    """The most the parents' and inquirer's names can still add to a pair (see `compare`)."""
+    most = 0.0
+    if trace.mother_name and case.mother_name:
+        most += best.get("mother_name", 0.0)
+    if trace.father_name and case.father_name:
+        most += best.get("father_name", 0.0)
+    if trace.inquirer_name and (case.mother_name or case.father_name or case.caregiver_name or case.family_details):
+        most += best.get("inquirer", 0.0)
+    return min(most, budget[0]) if budget is not None else most
+
+
+def _categorical_bound(trace: Person, case: Person, best: Mapping[str, float]) -> float:
+    if not trace.categorical or not case.categorical:
+        return 0.0
+    return sum(best.get(tag, 0.0) for tag in CATEGORICAL if tag in trace.categorical and tag in case.categorical)
+
+
+def score_floor(settings: Settings) -> float | None:
+    """The lowest weight whose probability reaches the `possible` band (None: every weight does)."""
+    if settings.possible <= 0:
+        return None
+    if settings.possible >= 1:
+        return math.inf
+    return math.log2(settings.possible / (1.0 - settings.possible)) / WEIGHT_SCALE
 
 
 def probability(score: float) -> float:
@@ -915,10 +964,15 @@ def _memory_index() -> bool:
 def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings, frequencies: Mapping[str, float],
                  existing: Mapping[str, MatchProposal], ancestors=None) -> list[tuple[str, float, list | None]]:
     """(id, score, explanation) for each (id, trace, case). Only pairs that will be stored (in a
-    band, or with a proposal already) are explained: the weight is the same either way."""
+    band, or with a proposal already) are explained: the weight is the same either way. A pair
+    without a proposal that cannot reach the `possible` band carries an upper bound of its
+    weight (below the band) instead of the weight: it is not stored either way."""
     scored = []
+    floor = score_floor(settings)
     for other_id, trace, case in pairs:
-        score, evidence = compare(trace, case, settings, frequencies, ancestors, explain=False)
+        # A pair with a proposal gets its true weight (a pending one that drops is stored so).
+        score, evidence = compare(trace, case, settings, frequencies, ancestors, explain=False,
+                                  floor=None if other_id in existing else floor)
         if other_id in existing or likelihood_of(probability(score), settings) is not None:
             score, evidence = compare(trace, case, settings, frequencies, ancestors)
         scored.append((other_id, score, evidence))

@@ -435,3 +435,39 @@ def test_a_sibling_sharing_both_parents_does_not_outrank_the_child():
     family = [evidence[c] for c in ("mother_name", "father_name") if c in evidence]
     assert sum(item["weight"] for item in family) <= engine.SIBLING_FAMILY_CAP
     assert any(item.get("family_shared") for item in family)
+
+
+def test_a_pair_below_the_possible_band_may_stop_early_but_a_pair_in_it_never_does():
+    """With a floor, compare() may stop before the parents' and inquirer's names: then it
+    returns a bound that is at least the true weight and below the floor, so no pair that
+    reaches the `possible` band is lost, and every pair that does gets its exact weight."""
+    from matching import engine
+    settings = engine.Settings(1, engine.DEFAULT_LIKELY, engine.DEFAULT_POSSIBLE, engine.DEFAULT_PRIOR,
+                               engine._weights({}))
+    floor = engine.score_floor(settings)
+    assert engine.likelihood_of(engine.probability(floor + 1e-3), settings) == "possible"
+    assert engine.likelihood_of(engine.probability(floor - 1e-3), settings) is None
+    family = {"mother_name": "Amina Yusuf", "father_name": "Hassan Ali", "inquirer_name": "Amina Yusuf",
+              "relationship": "mother"}
+    traces = [_person("trace", names={"given": ["Mohamed"], "family": ["Hasan"]}, sex="male", age=7, **family),
+              _person("trace", names={"given": ["Fatuma"]}, sex="female", age=4, **family,
+                      categorical={"language": "somali"}),
+              _person("trace", names={"given": ["Abdirahman"], "family": ["Warsame"]}, sex="male", age=12)]
+    cases = [_person("case", names={"given": ["Muhammad"], "family": ["Hassan"]}, sex="male", age=9, **family),
+             _person("case", names={"given": ["Ahmed"], "family": ["Hassan"]}, sex="male", age=8,
+                     mother_name="Amina Yousef", father_name="Hassan Ali"),  # a brother
+             _person("case", names={"given": ["Fatima"]}, sex="female", age=5, mother_name="Khadija",
+                     categorical={"language": "somali"}),
+             _person("case", names={"given": ["Zainab"], "family": ["Omar"]}, sex="female", age=15,
+                     mother_name="Halima Omar", father_name="Omar Said")]
+    stopped = 0
+    for trace in traces:
+        for case in cases:
+            weight, _ = engine.compare(trace, case, settings, explain=False)
+            bounded, _ = engine.compare(trace, case, settings, explain=False, floor=floor)
+            if weight >= floor:
+                assert bounded == weight
+            elif bounded != weight:
+                stopped += 1
+                assert weight <= bounded + 1e-9 and bounded < floor  # (sums in another order)
+    assert stopped >= 3  # the strangers stopped early
