@@ -13,6 +13,7 @@ themselves.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -207,6 +208,16 @@ class FormDef:
     @property
     def active_fields(self) -> list[FieldDef]:
         return [f for s in self.sections if not s.is_hidden for f in s.fields if f.is_active and f.holds_value]
+
+    @functools.cached_property
+    def matching_keys(self) -> Mapping[str, tuple[str, ...]]:
+        """Matching tag -> keys of the top-level fields carrying it, in form order (every
+        matching job asks; the definition never changes, so it is worked out once)."""
+        found: dict[str, list[str]] = {}
+        for item in self.fields:
+            if item.matching_tag:
+                found.setdefault(item.matching_tag, []).append(item.key)
+        return {tag: tuple(keys) for tag, keys in found.items()}
 
     def companion_owner(self, key: str) -> FieldDef | None:
         """The date field whose approximate flag is stored under `key`."""
@@ -435,7 +446,7 @@ def fields_with_matching_tag(record_type: str, tag: str) -> list[str]:
 
     Hidden and removed fields are included: their stored values still describe the child.
     """
-    return [item.key for item in get_definition(record_type).fields if item.matching_tag == tag]
+    return list(get_definition(record_type).matching_keys.get(tag, ()))
 
 
 # --- display conditions -------------------------------------------------------------------

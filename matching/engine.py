@@ -1063,8 +1063,9 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
         for trace_id, score, evidence in sorted(_still_eligible("trace", scored, settings), key=lambda item: item[0]):
             proposal = existing.get(trace_id)
             stored.extend(_store(trace_id, [(case.id, score, evidence)], settings, changed, by_trace=False,
-                                 existing={case.id: proposal} if proposal else {}, flush=False))
+                                 existing={case.id: proposal} if proposal else {}, flush=False, mark=False))
         db.session.flush()
+        _mark_many_proposed(proposal.trace_id for proposal in stored)
         return stored
     settings = current_settings()
     candidate_ids = blocking_candidates(person, "trace")
@@ -1212,9 +1213,10 @@ def _withdraw(trace_id: str | None = None, case_id: str | None = None) -> None:
 
 def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Settings, changed: bool,
            by_trace: bool, existing: dict[str, MatchProposal] | None = None,
-           flush: bool = True) -> list[MatchProposal]:
+           flush: bool = True, mark: bool = True) -> list[MatchProposal]:
     """Upsert the proposals of one trace. `existing` (all the trace's proposals by case id) may
-    be passed by a caller that read them for many traces at once."""
+    be passed by a caller that read them for many traces at once; one that stores for many
+    traces may mark them "match proposed" at once too (`mark=False`, `_mark_many_proposed`)."""
     if existing is not None:
         confirmed = any(p.status == CONFIRMED for p in existing.values())
     else:
@@ -1262,17 +1264,32 @@ def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Setti
                 proposal.status, proposal.decision_reason, proposal.updated_at = SUPERSEDED, "score_dropped", now
     if flush:
         db.session.flush()
-    if pending:
+    if pending and mark:
         _mark_proposed(trace_id)
     return pending
 
 
 def _mark_proposed(trace_id: str) -> None:
     """A trace with a pending proposal moves to "match proposed" (from open or in progress)."""
+    from tracing.models import Trace
+    _mark_traces([db.session.get(Trace, trace_id)])
+
+
+def _mark_many_proposed(trace_ids: Iterable[str]) -> None:
+    """`_mark_proposed` for many traces (a case job): only those still to be moved are read."""
+    from tracing.models import TRACE_IN_PROGRESS, TRACE_OPEN, Trace
+    ids = sorted(set(trace_ids))
+    for query in by_ids(select(Trace).where(Trace.tracing_status.in_((TRACE_OPEN, TRACE_IN_PROGRESS)))
+                        .order_by(Trace.id), Trace.id, ids):
+        _mark_traces(db.session.execute(query).scalars().all())
+
+
+def _mark_traces(traces) -> None:
     from app.records.operations import record_change
-    from tracing.models import TRACE_IN_PROGRESS, TRACE_MATCH_PROPOSED, TRACE_OPEN, Trace
-    trace = db.session.get(Trace, trace_id)
-    if trace is not None and trace.tracing_status in (TRACE_OPEN, TRACE_IN_PROGRESS):
+    from tracing.models import TRACE_IN_PROGRESS, TRACE_MATCH_PROPOSED, TRACE_OPEN
+    for trace in traces:
+        if trace is None or trace.tracing_status not in (TRACE_OPEN, TRACE_IN_PROGRESS):
+            continue
         before = trace.tracing_status
         trace.tracing_status = TRACE_MATCH_PROPOSED
         db.session.flush()
