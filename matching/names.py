@@ -11,7 +11,8 @@ the blocking jobs can call it millions of times. The public functions are:
 ``transliterate(text)``
     Like ``normalize_name`` but Arabic (and Persian/Pashto) letters become a Latin
     spelling: ``transliterate("محمد") == "mhmd"``; long vowels written in Arabic
-    become vowels, unwritten short vowels stay unwritten.
+    become vowels, unwritten short vowels stay unwritten (but a word-initial w/y gets
+    one: ``transliterate("وليد") == "walid"``); ذ is read z.
 ``name_tokens(text)``
     Tokens of a name after particles are handled: articles (al-, el-, ar-, ...) and
     chain connectors (bin, ben, ibn, bint, ould, wad) dropped, Abd-/Abu- prefixes and
@@ -198,8 +199,11 @@ _NON_NAME = re.compile(r"[^\w\u0600-\u06FF]+|[\d_]+")
 _SPACES = re.compile(r"\s+")
 
 # Arabic (after folding) -> Latin. Vowel letters (ا و ي ه) are handled in context.
+# ذ is read z, as Persian, Pashto, Urdu, Turkish and most spoken Arabic read it and as most
+# Latin spellings write it (Zakir, Zabihullah, Huzaifa, Zulfiqar; ذاكر is "zakir" in Google's
+# transliteration data); the scholarly "dh" spelling is the minority.
 _AR_CONSONANTS = {
-    "ب": "b", "ت": "t", "ث": "th", "ج": "j", "ح": "h", "خ": "kh", "د": "d", "ذ": "dh",
+    "ب": "b", "ت": "t", "ث": "th", "ج": "j", "ح": "h", "خ": "kh", "د": "d", "ذ": "z",
     "ر": "r", "ز": "z", "س": "s", "ش": "sh", "ص": "s", "ض": "d", "ط": "t", "ظ": "z",
     "غ": "gh", "ف": "f", "ق": "q", "ك": "k", "ل": "l", "م": "m", "ن": "n",
     "پ": "p", "چ": "ch", "ژ": "zh", "گ": "g", "ڤ": "v", "ڨ": "g", "ڭ": "g",
@@ -249,9 +253,18 @@ def _arabic_word_to_latin(word: str, h: str = "h") -> str:
             out.append("a")
         elif ch == "و":
             # Consonant w at the start or before alef/ya (Marwan, Walid); long u/o otherwise.
-            out.append("w" if i == 0 or nxt in ("ا", "ي") else "u")
+            # A word-initial w/y before a consonant carries an unwritten short vowel (a word
+            # that starts with a vowel starts with alef), so one is supplied: وليد -> walid,
+            # يحيى -> yahia; without it the key would read the w/y as a vowel.
+            if i == 0:
+                out.append("wa" if nxt and nxt not in _AR_VOWEL_LETTERS else "w")
+            else:
+                out.append("w" if nxt in ("ا", "ي") else "u")
         elif ch == "ي":
-            out.append("y" if i == 0 or nxt in ("ا", "و") else "i")
+            if i == 0:
+                out.append("ya" if nxt and nxt not in _AR_VOWEL_LETTERS else "y")
+            else:
+                out.append("y" if nxt in ("ا", "و") else "i")
         elif ch == "ه":
             # Word-final ha is almost always a folded ta marbuta (-a).
             out.append("a" if i == n - 1 and i > 0 else h)
@@ -278,8 +291,9 @@ def transliterate(text: str | None) -> str:
     """Arabic (and Persian/Pashto) script -> Latin; Ge'ez is already Latin after normalising.
 
     Long vowels written in Arabic become vowels (و -> u/w, ي -> i/y, ا -> a, final
-    ة -> a); unwritten short vowels stay unwritten, so the result is a skeleton that
-    ``skeleton_key`` can compare with Latin spellings.
+    ة -> a); unwritten short vowels stay unwritten (except after a word-initial w/y, which
+    is always a consonant: وليد -> walid), so the result is a skeleton that
+    ``skeleton_key`` can compare with Latin spellings. ذ is read z (ذاكر -> zakir).
 
     >>> transliterate("محمد")
     'mhmd'
@@ -530,6 +544,9 @@ _ALLAHI = re.compile(r"(?<=l)(a+)hi$")  # -llahi, genitive of Allah (Abdullahi =
 # Fula/Mande feminine suffix on Arabic names: Aminata, Fatoumata, Halimatou = Amina ...
 _FULA_SUFFIX = re.compile(r"(?<=[a-z]{3}a)(?:tou|tu|ta)$")
 _INITIAL_OU_W = re.compile(r"^ou(?=[aeiy])")  # French ou- before a vowel is w: Oualid
+# A word-initial i before another vowel is the glide y (Portuguese/French spellings: Iahia =
+# Yahya, Iaqub = Yaqub); an Arabic name never starts with i followed by a vowel.
+_INITIAL_I_GLIDE = re.compile(r"^i(?=[aeou])")
 _ITALIAN_SC = re.compile(r"sc(?=[ei])")  # Italian-era Somali spellings: Abdirascid
 # th is the Arabic tha (Uthman = Usman, Athman, Haitham, Harith, Thabit) except inside a
 # word after a consonant + a, where it is a South Asian spelling of t or a t+h sequence
@@ -555,13 +572,20 @@ def _letters(token: str) -> str:
 # names) confirms the result, so they cannot invent a name out of an unrelated word:
 # a joined article before a known name (Alhassan, Alamin, Arrashid), the same with the h
 # of the name lost after the article (Alassane = al-Hassane), a lost initial h (Usain =
-# Husain, Awa = Hawa) and the West African feminine -t (Aishat, Aminat, Hafsat).
+# Husain, Awa = Hawa) and the West African feminine -t (Aishat, Aminat, Hafsat; also when
+# the table lists the -t form itself in the same class as the short one: Hamzat = Hamza).
 _JOINED_ARTICLE = re.compile(r"^(?:al|el|ul|il|ol|a([tdrzsnl])(?=\1))(?=[a-z]{3})")
 _VOWEL_START = re.compile(r"^[aeiou]")
 
 
 def _known(letters: str) -> bool:
     return letters in variant_table()
+
+
+def _same_class(letters: str, shorter: str) -> bool:
+    """``shorter`` is a known name and ``letters`` is unknown or in the same class."""
+    table = variant_table()
+    return shorter in table and (letters not in table or table[letters] == table[shorter])
 
 
 def _restore_known(letters: str) -> str:
@@ -574,17 +598,18 @@ def _restore_known(letters: str) -> str:
             return rest
         if _VOWEL_START.match(rest) and _known("h" + rest):
             return "h" + rest
+    if letters.endswith("at") and _same_class(letters, letters[:-1]):
+        return letters[:-1]
     if _known(letters):
         return letters
     if _VOWEL_START.match(letters) and _known("h" + letters):
         return "h" + letters
-    if letters.endswith("at") and _known(letters[:-1]):
-        return letters[:-1]
     return letters
 
 
 def _symbols(letters: str) -> list[str]:
     """Letters -> class symbols (consonant classes upper case, vowels lower case)."""
+    letters = _INITIAL_I_GLIDE.sub("y", letters)
     letters = _ITALIAN_SC.sub("sh", _TH_AS_T.sub("t", _MAMADOU.sub("maham", letters)))
     if _SOMALI_RE.search(letters):
         # Somali orthography: c is the ayn (Cabdi = Abdi), x the pharyngeal h (Xasan).
@@ -619,7 +644,10 @@ def _glides_to_vowels(sym: list[str]) -> list[str]:
 @functools.lru_cache(maxsize=524_288)
 def _key_parts(token: str) -> tuple[str, str]:
     """(initial vowel class or '', consonant skeleton) of one token."""
-    letters = _letters(token)
+    return _parts_of_letters(_letters(token))
+
+
+def _parts_of_letters(letters: str) -> tuple[str, str]:
     if not letters:
         return "", ""
     sym = _glides_to_vowels(_symbols(letters))
@@ -673,11 +701,14 @@ def name_key(token: str) -> str:
     Added rules: th is t after a consonant + a inside a word (Fathima = Fatima), the ث
     class elsewhere (Uthman = Usman = Athman); the first vowel before a consonant cluster
     is one class (Ibrahim = Abrahim, Uthman = Athman); Abu fused with a b-name is one b
-    (Abokor = Abubakar = Boubacar); Fula Mamadou/Mamoudou keep Muhammad's/Mahmud's h.
-    Checked against the curated variant table (so they only produce known names): a
-    joined article before a known name (Alhassan, Alassane = al-Hassane, Alamin), a lost
-    initial h (Usain = Husain) and the West African feminine -t (Aishat, Aminat).
-    Arabic-script tokens are transliterated first. Measured numbers: bench/name_keys.py.
+    (Abokor = Abubakar = Boubacar); Fula Mamadou/Mamoudou keep Muhammad's/Mahmud's h;
+    a word-initial i before a vowel is y (Iahia = Yahya). Checked against the curated
+    variant table (so they only produce known names): a joined article before a known name
+    (Alhassan, Alassane = al-Hassane, Alamin), a lost initial h (Usain = Husain) and the
+    West African feminine -t (Aishat, Aminat, Hamzat). Arabic-script tokens are
+    transliterated first (a word-initial w/y is a consonant, ذ is z). Spellings that differ
+    in z/s/d or gh/q keep different keys; ``name_keys`` lets them meet for blocking.
+    Measured numbers: bench/name_keys.py.
 
     >>> name_key("Mohamed") == name_key("Muhammad") == name_key("Maxamed") == "MHMD"
     True
@@ -697,6 +728,30 @@ def skeleton_key(token: str) -> str:
     return _key_parts(token)[1] or "_"
 
 
+# Letters that spellings of one name write in ways a single key cannot follow without
+# merging different names (Said/Zaid, Hamid/Hamza): the blocking keys follow them instead,
+# as extra ~skeletons (scoring still tells the names apart):
+#  * z: Somali has no z and writes s (Casiis = Aziz, Sahra = Zahra, Xamsa = Hamza), and the
+#    letters ض ذ ظ are written d/dh in Arabic and z in Persian, Urdu, Pashto and Turkish
+#    (Ramadan = Ramazan, Dhakir = Zakir, Reda = Reza): a skeleton with Z also gets its S
+#    and its D reading;
+#  * gh: Persian spellings write ق as gh (Sadegh = Sadeq, Ghasem = Qasim): a word with gh
+#    also gets the skeleton it has when gh is read as q.
+_ALTERNATE_Z = ("S", "D")
+
+
+@functools.lru_cache(maxsize=262_144)
+def _alternate_skeletons(token: str) -> tuple[str, ...]:
+    skel = skeleton_key(token)
+    alternates = {skel.replace("Z", z) for z in _ALTERNATE_Z} if "Z" in skel else set()
+    letters = _letters(token)
+    if "gh" in letters:
+        alternates.add(_parts_of_letters(letters.replace("gh", "q"))[1])
+    alternates.discard(skel)
+    alternates.discard("")
+    return tuple(sorted(alternates))
+
+
 @functools.lru_cache(maxsize=131_072)
 def _name_keys_cached(text: str, skeletons: bool) -> frozenset[str]:
     keys: set[str] = set()
@@ -709,6 +764,7 @@ def _name_keys_cached(text: str, skeletons: bool) -> frozenset[str]:
             keys.add(name_key(target))
         if skeletons:
             keys.add("~" + skeleton_key(token))
+            keys.update("~" + alternate for alternate in _alternate_skeletons(token))
     keys.discard("_")
     keys.discard("~_")
     return frozenset(keys)
@@ -720,7 +776,9 @@ def name_keys(text: str | None, *, skeletons: bool = True) -> set[str]:
     For each token: its ``name_key``; the ``name_key`` of its canonical name when the
     curated table knows the token (so ``Mhd`` also gets ``MHMD``); the keys of the names
     a nickname may stand for; and, unless ``skeletons=False``, its ``skeleton_key``
-    prefixed with ``~`` (script-neutral, lets Arabic-script records meet Latin ones).
+    prefixed with ``~`` (script-neutral, lets Arabic-script records meet Latin ones), plus
+    the skeletons of its other readings of z (as s and as d) and of gh (as q), which
+    spellings of one name exchange (Casiis = Aziz, Ramazan = Ramadan, Sadegh = Sadeq).
 
     >>> sorted(name_keys("Mhd Xasan", skeletons=False))
     ['HSN', 'MHD', 'MHMD']
