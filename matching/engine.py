@@ -164,8 +164,7 @@ class Person:
     @functools.cached_property
     def core_token_count(self) -> int:
         """How many name tokens the given, middle, family and full names hold."""
-        return sum(len(name_tokens(value)) for part in ("given", "middle", "family", "full")
-                   for value in self.names.get(part, []))
+        return sum(len(name_tokens(value)) for part in _CORE_NAME_PARTS for value in self.names.get(part, []))
 
     @functools.cached_property
     def names_key(self) -> tuple:
@@ -554,6 +553,11 @@ AGE_PENALTY_PER_YEAR = 1.5
 AGE_PENALTY_MAX = 6.0
 AGE_CLOSE_BONUS = 1.0           # birth years within a year: namesakes of other ages rank lower
 PLACE_BONUS = {0: 2.0, 1: 1.0, 2: 0.5}  # same place, one level up (district), two (region)
+# A record whose own names (given, middle, family) are all among the names of the record being
+# matched ranks above namesakes with a name of their own that is not: "Shabnam" registered alone
+# against a trace for "Shabnum Asad Tokhi", among a hundred "Shabnam Karimi" of her age (at
+# 100,000 records such a child ranked beyond the first stage: bench/README.md, third round).
+COVER_BONUS = 3.0
 # The second stage: the best FIRST_STAGE_POOL of the first are re-ranked by how the child's own
 # name (the first given token) compares on both sides, which separates the child from siblings
 # and cousins who share every other name (measured: bench/README.md, "Matching results, 2026-11-29 round").
@@ -562,6 +566,7 @@ OWN_NAME_POINTS = {"exact": 4.0, "variant": 4.0, "nickname": 3.0, "phonetic": 3.
                    "fuzzy_high": 2.0, "fuzzy_low": 1.0, "different": -1.0}
 _OPPOSITE_SEX = {"male": "female", "female": "male"}
 _OWN_NAME_PARTS = ("given", "full")
+_CORE_NAME_PARTS = ("given", "middle", "family", "full")
 _NAME_PART_ORDER = ("given", "middle", "family", "full", "nickname", "other")
 
 
@@ -582,6 +587,7 @@ class Attributes:
     birth_year: float | None
     estimated: bool
     place: tuple[str, ...] = ()  # the place of separation and its ancestors, nearest first
+    names: int = 0      # tokens of the child's own names (given, middle, family, full)
 
 
 def person_keys(person: Person) -> set[str]:
@@ -745,8 +751,10 @@ def person_attributes(person: Person, ancestors=None) -> Attributes:
     place = tuple((ancestors or _ancestors)(person.locations[0])) if person.locations else ()
     born = _as_date(person.date_of_birth)
     if born is not None:
-        return Attributes(_sex_code(person.sex), born.year + born.timetuple().tm_yday / 366.0, False, place)
-    return Attributes(_sex_code(person.sex), _year_of(person.age_date, person.age), person.age_estimated, place)
+        return Attributes(_sex_code(person.sex), born.year + born.timetuple().tm_yday / 366.0, False, place,
+                          person.core_token_count)
+    return Attributes(_sex_code(person.sex), _year_of(person.age_date, person.age), person.age_estimated, place,
+                      person.core_token_count)
 
 
 def _place_bonus(a: tuple[str, ...], b: tuple[str, ...]) -> float:
@@ -757,7 +765,8 @@ def _place_bonus(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     return PLACE_BONUS.get(best, 0.0) if best is not None else 0.0
 
 
-def row_attributes(record_type: str, sex, age, created_at, location_code=None, ancestors=None) -> Attributes:
+def row_attributes(record_type: str, sex, age, created_at, location_code=None, ancestors=None,
+                   names: int = 0) -> Attributes:
     """Attributes from a record's indexed columns (what a SQL candidate row carries).
 
     A case's age is told at registration (`created_at`); a trace's at separation, which may
@@ -767,7 +776,7 @@ def row_attributes(record_type: str, sex, age, created_at, location_code=None, a
         created_at = _as_date(created_at)
     when = created_at.date() if isinstance(created_at, datetime) else created_at
     place = tuple((ancestors or _ancestors)(location_code)) if location_code else ()
-    return Attributes(_sex_code(sex), _year_of(when, age), record_type == "trace", place)
+    return Attributes(_sex_code(sex), _year_of(when, age), record_type == "trace", place, names)
 
 
 def _compatible(query: Attributes, other: Attributes) -> bool:
@@ -793,8 +802,10 @@ def rank_candidates(tokens: list[BlockingToken], postings: Mapping[tuple[str, st
     """
     total = max(total, 1)
     score: dict[str, float] = {}
+    covered: dict[str, int] = {}  # own-name tokens of the query found among a record's own names
     for token in tokens:
         best: dict[str, float] = {}
+        own: set[str] | None = None if token.relative else set()
         for key in token.keys:
             for kind in (NAME_KIND, RELATIVE_KIND):
                 ids = postings.get((kind, key))
@@ -806,11 +817,16 @@ def rank_candidates(tokens: list[BlockingToken], postings: Mapping[tuple[str, st
                 value = math.log((total + 1) / count) * (RELATIVE_TOKEN_WEIGHT if across else token.weight)
                 common = _is_common(count, total)
                 for record_id in ids:
-                    if best.get(record_id, -1.0) < value and (
-                            not common or _compatible(query, attributes[record_id])):
+                    if common and not _compatible(query, attributes[record_id]):
+                        continue
+                    if best.get(record_id, -1.0) < value:
                         best[record_id] = value
+                    if own is not None and kind == NAME_KIND:
+                        own.add(record_id)
         for record_id, value in best.items():
             score[record_id] = score.get(record_id, 0.0) + value
+        for record_id in own or ():
+            covered[record_id] = covered.get(record_id, 0) + 1
     for record_id in score:
         other = attributes[record_id]
         if query.sex and other.sex and query.sex != other.sex:
@@ -824,6 +840,8 @@ def rank_candidates(tokens: list[BlockingToken], postings: Mapping[tuple[str, st
                 score[record_id] += AGE_CLOSE_BONUS
         if query.place and other.place:
             score[record_id] += _place_bonus(query.place, other.place)
+        if other.names and covered.get(record_id, 0) >= other.names:
+            score[record_id] += COVER_BONUS
     return heapq.nsmallest(limit, score.items(), key=lambda item: (-item[1], item[0]))
 
 
@@ -918,17 +936,21 @@ def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_
     # The registration date as text (YYYY-MM-DD...): converting thousands of timestamps to
     # datetime objects would cost more than the whole ranking.
     created = func.substr(cast(table.created_at, String), 1, 10)
+    from forms.operations import fields_with_matching_tag
+    own_fields = [key for tag, part in NAME_PARTS.items() if part in _CORE_NAME_PARTS
+                  for key in fields_with_matching_tag(other_type, tag)]
     attributes: dict[str, Attributes] = {}
-    for query in by_ids(select(table.id, table.sex, table.age, created, table.location_code).where(*conditions),
+    for query in by_ids(select(table.id, table.sex, table.age, created, table.location_code,
+                               *(model.data[key].as_string() for key in own_fields)).where(*conditions),
                         table.id, ids):
-        for record_id, sex, age, created_at, location_code in connection.execute(query).all():
-            attributes[record_id] = row_attributes(other_type, sex, age, created_at, location_code, ancestors)
+        for record_id, sex, age, created_at, location_code, *names in connection.execute(query).all():
+            attributes[record_id] = row_attributes(other_type, sex, age, created_at, location_code, ancestors,
+                                                   sum(len(name_tokens(name)) for name in names if name))
     postings = {kk: [record_id for record_id in holders if record_id in attributes] for kk, holders in found.items()}
     pool = rank_candidates(tokens, postings, counts, total, person_attributes(person, ancestors), attributes,
                            max(limit, FIRST_STAGE_POOL))
     own = own_name_token(person)
     # The second stage needs each candidate's own name: only the given/full name fields of the pool.
-    from forms.operations import fields_with_matching_tag
     fields = [key for tag in ("given_name", "full_name") for key in fields_with_matching_tag(other_type, tag)]
     own_of: dict[str, str | None] = {}
     if own is not None and pool and fields:

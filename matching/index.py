@@ -54,6 +54,7 @@ from matching.engine import (
     AGE_TOLERANCE,
     AGE_TOLERANCE_ESTIMATED,
     COMMON_MAX_YEARS,
+    COVER_BONUS,
     FIRST_STAGE_KEEP,
     FIRST_STAGE_POOL,
     PLACE_BONUS,
@@ -98,6 +99,7 @@ class RecordIndex:
         self.sex = np.zeros(0, dtype=np.int8)
         self.birth = np.zeros(0, dtype=np.float64)
         self.estimated = np.zeros(0, dtype=bool)
+        self.names = np.zeros(0, dtype=np.int16)  # tokens of the child's own names
         self.place = np.full((0, _PLACE_LEVELS), -1, dtype=np.int32)
         self.alive = np.zeros(0, dtype=bool)
         self.dead = 0
@@ -177,7 +179,7 @@ class RecordIndex:
                     person = engine.person_from("case", record_id, data or {}, created_at, self._tags)
                     stamps = (updated_at,)
                 yield person, engine.row_attributes(self.record_type, sex, age, created_at, location_code,
-                                                    self.ancestors), stamps
+                                                    self.ancestors, person.core_token_count), stamps
 
     def _key_rows(self, ids: Iterable[str] | None) -> Iterator[tuple[str, str, str]]:
         rk = RecordKey.__table__.c
@@ -191,7 +193,8 @@ class RecordIndex:
         if not rows:
             return
         start = len(self.ids)
-        sex, birth, estimated, place = [], [], [], np.full((len(rows), _PLACE_LEVELS), -1, dtype=np.int32)
+        sex, birth, estimated, names = [], [], [], []
+        place = np.full((len(rows), _PLACE_LEVELS), -1, dtype=np.int32)
         new_postings: dict[Kind, list[int]] = {}
         for offset, (person, attributes, _stamps) in enumerate(rows):
             position = start + offset
@@ -202,6 +205,7 @@ class RecordIndex:
             sex.append(_SEX_NUMBER[attributes.sex])
             birth.append(np.nan if attributes.birth_year is None else attributes.birth_year)
             estimated.append(attributes.estimated)
+            names.append(min(attributes.names, 32767))
             for level, code in enumerate(attributes.place[:_PLACE_LEVELS]):
                 place[offset, level] = self._place_number(code)
             for kk in set(self.keys_of.get(person.id, ())):
@@ -209,6 +213,7 @@ class RecordIndex:
         self.sex = np.concatenate([self.sex, np.array(sex, dtype=np.int8)])
         self.birth = np.concatenate([self.birth, np.array(birth, dtype=np.float64)])
         self.estimated = np.concatenate([self.estimated, np.array(estimated, dtype=bool)])
+        self.names = np.concatenate([self.names, np.array(names, dtype=np.int16)])
         self.place = np.concatenate([self.place, place])
         self.alive = np.concatenate([self.alive, np.ones(len(rows), dtype=bool)])
         for kk, positions in new_postings.items():
@@ -325,10 +330,12 @@ class RecordIndex:
         size = len(self.ids)
         score = np.zeros(size, dtype=np.float64)
         touched = np.zeros(size, dtype=bool)
+        covered = np.zeros(size, dtype=np.int16)  # own-name tokens of the query found among a record's own names
         query_sex = _SEX_NUMBER[query.sex]
         opposite = _SEX_NUMBER[engine._OPPOSITE_SEX[query.sex]] if query.sex else -1
         for token in engine.blocking_tokens(person):
             best = np.full(size, -1.0, dtype=np.float64)  # as rank_candidates: a value must beat -1
+            own = None if token.relative else np.zeros(size, dtype=bool)
             for key in token.keys:
                 for kind in _KINDS:
                     ids = self.postings.get((kind, key))
@@ -345,6 +352,10 @@ class RecordIndex:
                             keep &= np.isnan(years) | (np.abs(query.birth_year - years) <= COMMON_MAX_YEARS)
                         ids = ids[keep]
                     best[ids] = np.maximum(best[ids], value)
+                    if own is not None and kind == NAME_KIND:
+                        own[ids] = True
+            if own is not None:
+                covered += own
             held = best > -1.0
             score[held] += best[held]
             touched |= held
@@ -366,6 +377,8 @@ class RecordIndex:
             values = np.where(known & ~(gap > 0) & (difference <= 1.0), values + AGE_CLOSE_BONUS, values)
         if query.place:
             values = values + self._place_bonus(query.place, found)
+        names = self.names[found]
+        values = np.where((names > 0) & (covered[found] >= names), values + COVER_BONUS, values)
         if len(found) > limit:
             cut = np.partition(-values, limit - 1)[limit - 1]  # the limit-th best score, negated
             keep = -values <= cut  # ties at the cut stay: the order below decides among them

@@ -247,3 +247,40 @@ def test_a_stale_index_never_proposes_a_case_whose_consent_was_withdrawn(make):
     assert engine.match_trace(trace) == []
     assert not db.session.execute(select(MatchProposal).where(MatchProposal.case_id == case.id,
                                                               MatchProposal.status == PENDING)).scalars().all()
+
+
+def test_a_child_registered_with_only_her_given_name_outranks_namesakes_with_a_name_of_their_own(make):
+    """Trace "Shabnum Asad Tokhi", 4; case "Shabnam" alone, 6: every name the case holds is in
+    the trace. Twelve other "Shabnam"s of 4 have a family name the trace does not hold. Without
+    the cover bonus they rank first (closer in age); with it the child does, in both paths."""
+    agency = make.agency()
+    caseworker, officer = make.user(ROLE_CASEWORKER, agency=agency), make.user(ROLE_TRACING_OFFICER, agency=agency)
+    child = create_case(caseworker, {"name_first": "Shabnam", "sex": "female", "age": 6,
+                                     "consent_for_tracing": True})
+    for family in ("Karimi", "Ahmadi", "Rahimi", "Hashimi", "Sultani", "Noori", "Wardak", "Popal", "Sadat",
+                   "Azizi", "Haidari", "Nazari"):
+        create_case(caseworker, {"name_first": "Shabnam", "name_last": family, "sex": "female", "age": 4,
+                                 "consent_for_tracing": True})
+    from datetime import date
+
+    from tracing.operations import create_tracing_request
+    request = create_tracing_request(officer, {"relation_name": "Zarghuna Karimi", "relation": "aunt_uncle",
+                                               "inquiry_date": date.today().isoformat(),
+                                               "consent_for_tracing": True},
+                                     [{"name_first": "Shabnum", "name_middle": "Asad", "name_last": "Tokhi",
+                                       "sex": "female", "age": 4}])
+    db.session.flush()
+    person = engine.trace_person(request.traces[0])
+    ranked = RecordIndex("case").candidates(person)
+    assert ranked[0][0] == child.id
+    assert engine.ranked_candidates(person, "case") == ranked
+    bonus = engine.COVER_BONUS
+    try:
+        engine.COVER_BONUS = 0.0
+        import matching.index as index_module
+        index_module.COVER_BONUS = 0.0
+        assert RecordIndex("case").candidates(person)[0][0] != child.id
+        assert engine.ranked_candidates(person, "case")[0][0] != child.id
+    finally:
+        engine.COVER_BONUS = bonus
+        index_module.COVER_BONUS = bonus
