@@ -321,7 +321,7 @@ class BulkLoader:
         self.rows: dict[str, list[dict]] = defaultdict(list)
         self.keys: list[tuple[str, str, str, str]] = []  # record_keys rows, the bulk of the data
 
-    def _keys(self, record_type: str, record_id: str, data: dict) -> None:
+    def _keys(self, record_type: str, record_id: str, data: dict, request_data: dict | None = None) -> None:
         # What app.records.search.index_names stores, computed with the same functions.
         from app.records.search import NAME_KIND, name_texts
         from matching.names import name_keys
@@ -336,7 +336,7 @@ class BulkLoader:
         except ImportError:  # an engine without relative keys
             return
         if record_type in ("case", "trace"):
-            relatives = relative_keys_of(relative_texts(record_type, data))
+            relatives = relative_keys_of(relative_texts(record_type, data, request_data))
             self.keys.extend((record_type, record_id, RELATIVE_KIND, key[:64]) for key in sorted(relatives))
             self.n_keys += len(relatives)
 
@@ -391,7 +391,7 @@ class BulkLoader:
                     "tracing_request_id": request_id, "tracing_status": TRACE_OPEN,
                     "display_name": values["display_name"], "sex": values["sex"], "age": values["age"],
                     "location_code": values["location_code"]})
-                self._keys("trace", trace_id, trace.data)
+                self._keys("trace", trace_id, trace.data, request.data)
                 self.n_traces += 1
         if len(self.keys) + sum(len(rows) for rows in self.rows.values()) >= 50 * INSERT_BATCH:
             self._flush()

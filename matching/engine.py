@@ -598,10 +598,28 @@ def person_keys(person: Person) -> set[str]:
     return keys
 
 
-def relative_texts(record_type: str, data: Mapping) -> list[str]:
-    """The names of a record's mother, father and caregiver (fields tagged for matching)."""
+def relative_texts(record_type: str, data: Mapping, request_data: Mapping | None = None) -> list[str]:
+    """The names of a record's mother, father and caregiver (fields tagged for matching). For a
+    trace, the inquirer's name too (`request_data`: its tracing request's values) when the
+    inquirer is the child's mother, father or caregiver and the trace does not name that
+    relative itself: a mother looking for her child seldom writes her own name twice."""
     from app.records.search import name_texts
-    return name_texts(record_type, data, RELATIVE_TAGS)
+    texts = name_texts(record_type, data, RELATIVE_TAGS)
+    if record_type == "trace" and request_data:
+        request_tags = _tagged("tracing_request")
+        inquirer = _first(request_data, request_tags["inquirer_name"] or ["relation_name"])
+        field = cmp.relationship_field(_first(request_data, request_tags["relationship"] or ["relation"]))
+        if isinstance(inquirer, str) and inquirer.strip() and field and not name_texts(record_type, data, (field,)):
+            texts.append(inquirer.strip())
+    return texts
+
+
+def _inquirer_as_relative(person: Person) -> str | None:
+    """`relative_texts`'s inquirer, from a trace's Person (the names its relative keys hold)."""
+    field = cmp.relationship_field(person.relationship) if person.inquirer_name else None
+    if field and not getattr(person, field):
+        return person.inquirer_name
+    return None
 
 
 def relative_keys_of(texts: Iterable[str]) -> set[str]:
@@ -613,8 +631,15 @@ def relative_keys_of(texts: Iterable[str]) -> set[str]:
 
 def index_relatives(record) -> None:
     """Replace the record's relative-name keys (kind "relative")."""
-    from app.records.search import index_names
-    index_names(record, RELATIVE_KIND, RELATIVE_TAGS)
+    from sqlalchemy import delete, insert
+    request_data = record.tracing_request.data if record.RECORD_TYPE == "trace" else None
+    keys = relative_keys_of(relative_texts(record.RECORD_TYPE, record.data or {}, request_data))
+    db.session.execute(delete(RecordKey).where(RecordKey.record_type == record.RECORD_TYPE,
+                                               RecordKey.record_id == record.id, RecordKey.kind == RELATIVE_KIND))
+    if keys:
+        db.session.execute(insert(RecordKey), [
+            {"record_type": record.RECORD_TYPE, "record_id": record.id, "kind": RELATIVE_KIND, "key": key[:64]}
+            for key in sorted(keys)])
 
 
 def index_all_keys(batch: int = 1000) -> int:
@@ -641,12 +666,15 @@ def index_all_keys(batch: int = 1000) -> int:
     def rekey(model, record_type: str, ids: list[str], skip_locked: bool) -> set[str]:
         """Re-key the records of `ids` that can be locked; returns the ids that were."""
         rows: list[dict] = []
-        found = db.session.execute(select(model.id, model.data).where(model.id.in_(ids))
-                                   .order_by(model.id).with_for_update(skip_locked=skip_locked)).all()
-        for record_id, data in found:
+        query = select(model.id, model.data).where(model.id.in_(ids)).order_by(model.id)
+        if record_type == "trace":  # the inquirer may be the child's mother or father (relative_texts)
+            query = query.add_columns(TracingRequest.data).join(
+                TracingRequest, TracingRequest.id == Trace.tracing_request_id)
+        found = db.session.execute(query.with_for_update(of=model, skip_locked=skip_locked)).all()
+        for record_id, data, *request in found:
             data = data or {}
             names = relative_keys_of(name_texts(record_type, data))
-            relatives = relative_keys_of(relative_texts(record_type, data)) \
+            relatives = relative_keys_of(relative_texts(record_type, data, request[0] if request else None)) \
                 if record_type != "tracing_request" else set()
             rows.extend({"record_type": record_type, "record_id": record_id, "kind": kind, "key": key[:64]}
                         for kind, keys in ((NAME_KIND, names), (RELATIVE_KIND, relatives)) for key in sorted(keys))
@@ -685,7 +713,7 @@ def blocking_tokens(person: Person) -> list[BlockingToken]:
                     own = first and part in _OWN_NAME_PARTS
                     tokens.append(BlockingToken(keys, GIVEN_TOKEN_WEIGHT if own else 1.0, False))
                 first = False
-    for value in (person.mother_name, person.father_name, person.caregiver_name):
+    for value in (person.mother_name, person.father_name, person.caregiver_name, _inquirer_as_relative(person)):
         for token in name_tokens(value):
             keys = frozenset(name_keys(token))
             if keys:

@@ -32,7 +32,9 @@ def _index_relatives(record, changed_fields: set[str]) -> None:
     through them when the child's own name is missing or misspelt)."""
     if record.RECORD_TYPE not in ("case", "trace"):
         return
-    if changed_fields & _relative_fields(record.RECORD_TYPE):
+    # A trace's keys may hold its inquirer's name (engine.relative_texts): every save of a trace
+    # or of its request writes them again.
+    if record.RECORD_TYPE == "trace" or changed_fields & _relative_fields(record.RECORD_TYPE):
         from matching.engine import index_relatives
         index_relatives(record)
 

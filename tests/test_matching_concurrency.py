@@ -37,10 +37,11 @@ def stored_keys(record_type: str, record_id: str) -> list[tuple[str, str]]:
         RecordKey.record_type == record_type, RecordKey.record_id == record_id)).all())
 
 
-def expected_keys(record_type: str, data: dict) -> list[tuple[str, str]]:
+def expected_keys(record_type: str, data: dict, request_data: dict | None = None) -> list[tuple[str, str]]:
     from app.records.search import name_texts
     names = relative_keys_of(name_texts(record_type, data))
-    relatives = relative_keys_of(relative_texts(record_type, data)) if record_type != "tracing_request" else set()
+    relatives = relative_keys_of(relative_texts(record_type, data, request_data)) \
+        if record_type != "tracing_request" else set()
     return sorted([(NAME_KIND, key) for key in names] + [(RELATIVE_KIND, key) for key in relatives])
 
 
@@ -49,7 +50,8 @@ def every_record_keyed_as_saved() -> None:
     from tracing.models import Trace, TracingRequest
     for model, record_type in ((Case, "case"), (Trace, "trace"), (TracingRequest, "tracing_request")):
         for record in db.session.execute(select(model)).scalars():
-            assert stored_keys(record_type, record.id) == expected_keys(record_type, record.data or {}), \
+            request_data = record.tracing_request.data if record_type == "trace" else None
+            assert stored_keys(record_type, record.id) == expected_keys(record_type, record.data or {}, request_data), \
                 (record_type, record.data)
 
 

@@ -209,6 +209,36 @@ def test_a_child_whose_only_name_is_misspelt_is_found_through_the_fathers_name(t
     assert blocking_candidates(person, "case") == [case.id]
 
 
+def test_a_mother_asking_is_the_traces_mother_for_blocking_both_ways(tracer):
+    """The mother who asks seldom writes her name again as the child's mother: her name is
+    kept among the trace's relative keys (and blocks as one) while she is the mother asking
+    and the trace names no mother; a case whose only name is misspelt is found through it
+    from either side."""
+    from app.records.models import RecordKey
+    from matching.engine import RELATIVE_KIND, blocking_candidates, case_person, name_keys, trace_person
+    from tracing.operations import update_tracing_request
+    officer, caseworker = tracer
+    case = register_child(caseworker, name_first="Ubax", name_last="", mother_name="Faadumo Cabdi",
+                          sex="female", age=5)
+    trace = search_for_child(officer, relation="mother", inquirer="Fadumo Abdi", name_first="Halima",
+                             name_last="", sex="female", age=4)
+
+    def relative_keys():
+        db.session.expire_all()
+        return set(db.session.execute(select(RecordKey.key).where(
+            RecordKey.record_id == trace.id, RecordKey.kind == RELATIVE_KIND)).scalars())
+    assert name_keys("Fadumo") <= relative_keys()
+    assert not name_keys("Ubax") & name_keys("Halima")  # no key of the child's own name in common
+    assert blocking_candidates(trace_person(trace), "case") == [case.id]
+    assert blocking_candidates(case_person(case), "trace") == [trace.id]
+    # An aunt asking is not the mother: her name is no longer one of the trace's relatives.
+    request = trace.tracing_request
+    update_tracing_request(request, officer, {**request.data, "relation": "aunt_uncle"}, request.version)
+    db.session.commit()
+    assert not relative_keys() & name_keys("Fadumo")
+    assert blocking_candidates(case_person(case), "trace") == []
+
+
 def test_a_common_name_only_brings_records_of_a_compatible_sex_and_age():
     from matching.engine import Attributes, BlockingToken, rank_candidates
     common = [f"c{i}" for i in range(500)]  # "Mohamed": every record has it
