@@ -608,18 +608,39 @@ def relative_texts(record_type: str, data: Mapping, request_data: Mapping | None
     if record_type == "trace" and request_data:
         request_tags = _tagged("tracing_request")
         inquirer = _first(request_data, request_tags["inquirer_name"] or ["relation_name"])
-        field = cmp.relationship_field(_first(request_data, request_tags["relationship"] or ["relation"]))
-        if isinstance(inquirer, str) and inquirer.strip() and field and not name_texts(record_type, data, (field,)):
-            texts.append(inquirer.strip())
+        relationship = _first(request_data, request_tags["relationship"] or ["relation"])
+        named = _first(data, _tagged("trace").get(cmp.relationship_field(_text(relationship)) or "", []))
+        inquirer = _asking_relative(_text(inquirer), _text(relationship), _text(named))
+        if inquirer:
+            texts.append(inquirer)
     return texts
+
+
+def _text(value) -> str | None:
+    """A form value as Person holds it (str() of what is set)."""
+    return str(value) if value else None
+
+
+def _asking_relative(inquirer: str | None, relationship: str | None, named: str | None) -> str | None:
+    """The inquirer's name when the inquirer is the child's mother, father or caregiver and the
+    trace does not name that relative itself (`named`): one rule for the keys a trace stores
+    (`relative_texts`) and the tokens it blocks with (`blocking_tokens`)."""
+    inquirer = (inquirer or "").strip()
+    if inquirer and cmp.relationship_field(relationship) and not (named or "").strip():
+        return inquirer
+    return None
 
 
 def _inquirer_as_relative(person: Person) -> str | None:
     """`relative_texts`'s inquirer, from a trace's Person (the names its relative keys hold)."""
-    field = cmp.relationship_field(person.relationship) if person.inquirer_name else None
-    if field and not getattr(person, field):
-        return person.inquirer_name
-    return None
+    field = cmp.relationship_field(person.relationship)
+    return _asking_relative(person.inquirer_name, person.relationship, getattr(person, field) if field else None)
+
+
+def inquirer_is_relative(trace) -> bool:
+    """Do the trace's relative keys hold its inquirer's name (see `relative_texts`)?"""
+    data, request_data = trace.data or {}, trace.tracing_request.data or {}
+    return len(relative_texts("trace", data, request_data)) > len(relative_texts("trace", data))
 
 
 def relative_keys_of(texts: Iterable[str]) -> set[str]:
@@ -649,8 +670,9 @@ def index_all_keys(batch: int = 1000) -> int:
     relative keys existed; returns the number of keys written.
 
     Works in batches, each its own transaction, beside live saves and matching jobs. A batch
-    locks its records (FOR UPDATE) but skips those another transaction holds (SKIP LOCKED): a
-    caseworker's save in progress, or a matching job marking traces "match proposed". Waiting
+    locks its records (FOR UPDATE; a trace with its tracing request) but skips those another
+    transaction holds (SKIP LOCKED): a caseworker's save in progress (of the record, or of the
+    request whose traces it re-keys), or a matching job marking traces "match proposed". Waiting
     for them while holding the rest of the batch could close a deadlock with a job that locks
     the same traces in another order. The skipped records are re-keyed at the end, one per
     transaction, each waiting for its holder to finish; so a save either commits first (and
@@ -667,10 +689,14 @@ def index_all_keys(batch: int = 1000) -> int:
         """Re-key the records of `ids` that can be locked; returns the ids that were."""
         rows: list[dict] = []
         query = select(model.id, model.data).where(model.id.in_(ids)).order_by(model.id)
-        if record_type == "trace":  # the inquirer may be the child's mother or father (relative_texts)
+        locked = model
+        if record_type == "trace":
+            # The inquirer may be the child's mother or father (relative_texts): the request is
+            # locked too, so a request being saved (which re-keys its traces) is waited for.
             query = query.add_columns(TracingRequest.data).join(
                 TracingRequest, TracingRequest.id == Trace.tracing_request_id)
-        found = db.session.execute(query.with_for_update(of=model, skip_locked=skip_locked)).all()
+            locked = (Trace, TracingRequest)
+        found = db.session.execute(query.with_for_update(of=locked, skip_locked=skip_locked)).all()
         for record_id, data, *request in found:
             data = data or {}
             names = relative_keys_of(name_texts(record_type, data))
@@ -831,9 +857,12 @@ def rank_candidates(tokens: list[BlockingToken], postings: Mapping[tuple[str, st
     total = max(total, 1)
     score: dict[str, float] = {}
     covered: dict[str, int] = {}  # own-name tokens of the query found among a record's own names
+    counted: set[frozenset[str]] = set()  # a name written twice ("Mohamed Ahmed Mohamed") covers one name
     for token in tokens:
         best: dict[str, float] = {}
-        own: set[str] | None = None if token.relative else set()
+        own: set[str] | None = None if token.relative or token.keys in counted else set()
+        if own is not None:
+            counted.add(token.keys)
         for key in token.keys:
             for kind in (NAME_KIND, RELATIVE_KIND):
                 ids = postings.get((kind, key))

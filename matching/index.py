@@ -333,9 +333,12 @@ class RecordIndex:
         covered = np.zeros(size, dtype=np.int16)  # own-name tokens of the query found among a record's own names
         query_sex = _SEX_NUMBER[query.sex]
         opposite = _SEX_NUMBER[engine._OPPOSITE_SEX[query.sex]] if query.sex else -1
+        counted: set[frozenset[str]] = set()  # a name written twice covers one name
         for token in engine.blocking_tokens(person):
             best = np.full(size, -1.0, dtype=np.float64)  # as rank_candidates: a value must beat -1
-            own = None if token.relative else np.zeros(size, dtype=bool)
+            own = None if token.relative or token.keys in counted else np.zeros(size, dtype=bool)
+            if own is not None:
+                counted.add(token.keys)
             for key in token.keys:
                 for kind in _KINDS:
                     ids = self.postings.get((kind, key))

@@ -32,10 +32,14 @@ def _index_relatives(record, changed_fields: set[str]) -> None:
     through them when the child's own name is missing or misspelt)."""
     if record.RECORD_TYPE not in ("case", "trace"):
         return
-    # A trace's keys may hold its inquirer's name (engine.relative_texts): every save of a trace
-    # or of its request writes them again.
-    if record.RECORD_TYPE == "trace" or changed_fields & _relative_fields(record.RECORD_TYPE):
-        from matching.engine import index_relatives
+    from matching.engine import index_relatives, inquirer_is_relative
+    relevant = bool(changed_fields & _relative_fields(record.RECORD_TYPE))
+    if record.RECORD_TYPE == "trace" and not relevant:
+        # A trace's keys may hold its inquirer's name (engine.relative_texts): a change of its
+        # request (the inquirer, the relationship) or a new trace whose inquirer is a parent.
+        relevant = any(field.startswith("tracing_request.") for field in changed_fields) \
+            or inquirer_is_relative(record)
+    if relevant:
         index_relatives(record)
 
 

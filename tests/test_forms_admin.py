@@ -312,3 +312,14 @@ def test_definitions_are_kept_between_contexts_until_the_form_changes(sample, ap
                        .values(version=FormDefinition.version + 1))
     definitions._PROCESS_DEFINITIONS.update(kept)  # as if the update had happened elsewhere
     assert in_new_context() is not changed
+
+
+def test_a_rollback_keeps_the_definitions_the_process_holds_and_a_change_drops_them(sample):
+    """A definition is filed under its form's stamp, which a rolled-back change never leaves
+    behind: after a rollback (a failed save or job) the process keeps it; a change drops it."""
+    from forms import definitions
+    before = ops.get_definition("trace")
+    definitions._forget_on_rollback(db.session, None)  # what SQLAlchemy calls after a rollback
+    assert ops.get_definition("trace") is before
+    definitions.invalidate_definitions()  # what every form change calls
+    assert ops.get_definition("trace") is not before

@@ -215,3 +215,39 @@ def test_a_rekey_and_a_matching_job_holding_traces_do_not_deadlock(app, make, po
             Trace.id.in_((first, second)))).scalars())
         assert statuses == {TRACE_MATCH_PROPOSED}
         every_record_keyed_as_saved()
+
+
+def test_a_rekey_waits_for_a_tracing_request_save_that_renames_the_asking_mother(app, make, postgres):
+    """The mother who asks is her trace's relative (engine.relative_texts): a request saved
+    with her corrected name while the re-key runs must not leave the old name's keys behind."""
+    from app.users.models import User
+    from tracing.models import Trace, TracingRequest
+    from tracing.operations import update_tracing_request
+    setup_records(app, make)  # the requests are the mother's (tests.test_matching_engine.search_for_child)
+    with app.app_context():
+        trace = db.session.execute(select(Trace).order_by(Trace.id)).scalars().first()
+        request_id, trace_id = trace.tracing_request_id, trace.id
+        officer_id = trace.tracing_request.owner_id
+    flushed, release = threading.Event(), threading.Event()
+
+    def rename():
+        request = db.session.get(TracingRequest, request_id)
+        update_tracing_request(request, db.session.get(User, officer_id),
+                               {**request.data, "relation_name": "Zainab Kidane"}, request.version)
+        flushed.set()
+        assert release.wait(WAIT)
+        db.session.commit()
+
+    save = Side(app, rename)
+    save.start()
+    assert flushed.wait(WAIT)
+    rekey = Side(app, lambda: index_all_keys(batch=1000))
+    rekey.start()
+    wait_for_lock_waiter(app)
+    release.set()
+    save.finish()
+    assert rekey.finish() > 0
+    with app.app_context():
+        keys = {key for kind, key in stored_keys("trace", trace_id) if kind == "relative"}
+        assert {"ZNB", "KDN"} <= keys and not {"AMN", "YSF"} & keys  # Zainab Kidane, not Aminah Yousef
+        every_record_keyed_as_saved()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from datetime import date, timedelta
 
 import pytest
@@ -501,3 +502,40 @@ def test_a_pair_below_the_possible_band_may_stop_early_but_a_pair_in_it_never_do
                 stopped += 1
                 assert weight <= bounded + 1e-9 and bounded < floor  # (sums in another order)
     assert stopped >= 3  # the strangers stopped early
+
+
+def test_a_name_written_twice_covers_one_name_only():
+    """"Mohamed Ahmed Mohamed" holds Mohamed and Ahmed: "Mohamed Hassan" is not covered by it
+    (Hassan is not among its names), "Mohamed Ahmed" is."""
+    from matching.engine import COVER_BONUS, Attributes, BlockingToken, rank_candidates
+    tokens = [BlockingToken(frozenset({"MHMD"}), 1.5, False), BlockingToken(frozenset({"AHMD"}), 1.0, False),
+              BlockingToken(frozenset({"MHMD"}), 1.0, False)]
+    postings = {("name", "MHMD"): ["hassan", "ahmed"], ("name", "AHMD"): ["ahmed"], ("name", "HSN"): ["hassan"]}
+    counts = {("name", "MHMD"): 2, ("name", "AHMD"): 1, ("name", "HSN"): 1}
+    attributes = {"hassan": Attributes("male", 2015.0, False, (), 2), "ahmed": Attributes("male", 2015.0, False, (), 2)}
+    ranked = dict(rank_candidates(tokens, postings, counts, 100, Attributes("male", 2015.0, False), attributes))
+    idf = math.log(101 / 2)
+    assert ranked["hassan"] == pytest.approx(idf * 1.5 + idf * 1.0 + 1.0)  # both Mohameds score, no bonus
+    assert ranked["ahmed"] == pytest.approx(idf * 1.5 + math.log(101) + idf * 1.0 + 1.0 + COVER_BONUS)
+
+
+def test_the_asking_mothers_keys_follow_her_name_and_stop_when_the_trace_names_a_mother(tracer):
+    from app.records.models import RecordKey
+    from matching.engine import RELATIVE_KIND, name_keys
+    from tracing.operations import update_trace, update_tracing_request
+    officer, _caseworker = tracer
+    trace = search_for_child(officer, relation="mother", inquirer="Fadumo Abdi", name_first="Halima")
+
+    def relative_keys():
+        db.session.expire_all()
+        return set(db.session.execute(select(RecordKey.key).where(
+            RecordKey.record_id == trace.id, RecordKey.kind == RELATIVE_KIND)).scalars())
+    assert name_keys("Fadumo") <= relative_keys()
+    request = trace.tracing_request
+    update_tracing_request(request, officer, {**request.data, "relation_name": "Zainab Kidane"}, request.version)
+    db.session.commit()
+    assert name_keys("Zainab") <= relative_keys() and not name_keys("Fadumo") & relative_keys()
+    # The trace names a mother itself: that name is the mother's, not the inquirer's.
+    update_trace(trace, officer, {**trace.data, "mother_name": "Amina Yusuf"}, trace.version)
+    db.session.commit()
+    assert name_keys("Amina") <= relative_keys() and not name_keys("Zainab") & relative_keys()
