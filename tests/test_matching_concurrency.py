@@ -105,6 +105,30 @@ def setup_records(app, make, children=("Muhammad", "Ahmed", "Fatima", "Aisha", "
         return caseworker.id, [c.id for c in cases], [t.id for t in traces]
 
 
+def rekey_while_held(app, holder_work, batch: int = 1000):
+    """`holder_work(hold)` runs in a thread of its own and calls `hold()` once it holds its
+    locks; the re-key then runs until PostgreSQL reports it waiting for them, the holder goes
+    on, and both must finish (a deadlock, an error or a hang fails the test). Returns what
+    the holder returned."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        holding.set()
+        assert release.wait(WAIT)
+
+    holder = Side(app, lambda: holder_work(hold))
+    holder.start()
+    assert holding.wait(WAIT)
+    rekey = Side(app, lambda: index_all_keys(batch=batch))
+    rekey.start()
+    wait_for_lock_waiter(app)  # the re-key did what it could and now waits for what is held
+    assert rekey.is_alive()
+    release.set()
+    result = holder.finish()
+    assert rekey.finish() > 0
+    return result
+
+
 def save_name(caseworker_id: str, case_id: str, first: str, father: str, hold=None) -> int:
     """A caseworker renames a child and her father (as the edit form does); `hold`, if given,
     is called after the save is flushed (row locked, keys written) and before it commits."""
@@ -123,22 +147,9 @@ def save_name(caseworker_id: str, case_id: str, first: str, father: str, hold=No
 def test_a_rekey_waits_for_a_save_in_progress_and_keys_the_new_name(app, make, postgres):
     caseworker_id, case_ids, _ = setup_records(app, make)
     target = case_ids[2]
-    flushed, release = threading.Event(), threading.Event()
-
-    def hold():
-        flushed.set()
-        assert release.wait(WAIT)
-
-    save = Side(app, lambda: save_name(caseworker_id, target, "Zainab", "Kidane Girmay", hold))
-    save.start()
-    assert flushed.wait(WAIT)
-    rekey = Side(app, lambda: index_all_keys(batch=2))
-    rekey.start()
-    wait_for_lock_waiter(app)  # the re-key did the rest and now waits for the one record held
-    assert rekey.is_alive()
-    release.set()
-    assert save.finish() >= 2
-    assert rekey.finish() > 0
+    version = rekey_while_held(app, lambda hold: save_name(caseworker_id, target, "Zainab", "Kidane Girmay", hold),
+                               batch=2)
+    assert version >= 2
     with app.app_context():
         case = db.session.get(Case, target)
         assert case.data["name_first"] == "Zainab" and case.data["father_name"] == "Kidane Girmay"
@@ -192,24 +203,14 @@ def test_a_rekey_and_a_matching_job_holding_traces_do_not_deadlock(app, make, po
         db.session.execute(Trace.__table__.update().values(tracing_status="open"))
         db.session.commit()
     first, second = sorted(trace_ids)[:2]
-    holding, go_on = threading.Event(), threading.Event()
 
-    def job():
+    def job(hold):
         _mark_proposed(second)  # the job holds the later trace ...
-        holding.set()
-        assert go_on.wait(WAIT)
+        hold()
         _mark_proposed(first)  # ... then asks for the earlier one
         db.session.commit()
 
-    worker = Side(app, job)
-    worker.start()
-    assert holding.wait(WAIT)
-    rekey = Side(app, lambda: index_all_keys(batch=1000))
-    rekey.start()
-    wait_for_lock_waiter(app)  # the re-key has come to the held trace
-    go_on.set()
-    worker.finish()
-    assert rekey.finish() > 0
+    rekey_while_held(app, job)
     with app.app_context():
         statuses = set(db.session.execute(select(Trace.tracing_status).where(
             Trace.id.in_((first, second)))).scalars())
@@ -228,25 +229,15 @@ def test_a_rekey_waits_for_a_tracing_request_save_that_renames_the_asking_mother
         trace = db.session.execute(select(Trace).order_by(Trace.id)).scalars().first()
         request_id, trace_id = trace.tracing_request_id, trace.id
         officer_id = trace.tracing_request.owner_id
-    flushed, release = threading.Event(), threading.Event()
 
-    def rename():
+    def rename(hold):
         request = db.session.get(TracingRequest, request_id)
         update_tracing_request(request, db.session.get(User, officer_id),
                                {**request.data, "relation_name": "Zainab Kidane"}, request.version)
-        flushed.set()
-        assert release.wait(WAIT)
+        hold()
         db.session.commit()
 
-    save = Side(app, rename)
-    save.start()
-    assert flushed.wait(WAIT)
-    rekey = Side(app, lambda: index_all_keys(batch=1000))
-    rekey.start()
-    wait_for_lock_waiter(app)
-    release.set()
-    save.finish()
-    assert rekey.finish() > 0
+    rekey_while_held(app, rename)
     with app.app_context():
         keys = {key for kind, key in stored_keys("trace", trace_id) if kind == "relative"}
         assert {"ZNB", "KDN"} <= keys and not {"AMN", "YSF"} & keys  # Zainab Kidane, not Aminah Yousef
