@@ -330,15 +330,15 @@ class BulkLoader:
             keys |= name_keys(text)
         self.keys.extend((record_type, record_id, NAME_KIND, key[:64]) for key in sorted(keys))
         self.n_keys += len(keys)
-        # ... and what matching.tasks._index_relatives stores (parents' and caregiver's names).
+        # ... and what matching.tasks._index_matching_keys stores (parents' and caregiver's
+        # names, the own name's spelling).
         try:
-            from matching.engine import RELATIVE_KIND, relative_keys_of, relative_texts
-        except ImportError:  # an engine without relative keys
+            from matching.engine import matching_keys
+        except ImportError:  # an engine without matching keys
             return
-        if record_type in ("case", "trace"):
-            relatives = relative_keys_of(relative_texts(record_type, data, request_data))
-            self.keys.extend((record_type, record_id, RELATIVE_KIND, key[:64]) for key in sorted(relatives))
-            self.n_keys += len(relatives)
+        for kind, found in matching_keys(record_type, data, request_data).items():
+            self.keys.extend((record_type, record_id, kind, key[:64]) for key in sorted(found))
+            self.n_keys += len(found)
 
     def add(self, batch: gen.Batch) -> None:
         from app.records.values import denormalised_values, display_name

@@ -360,6 +360,14 @@ def _undoubled(token: str) -> str:
     return "".join(c for i, c in enumerate(token) if i == 0 or c != token[i - 1])
 
 
+undoubled = _undoubled
+
+
+def latin_single(token: str) -> str:
+    """A normalised token in Latin letters (Arabic script transliterated), doubled letters once."""
+    return _undoubled(_info(token).latin)
+
+
 def _spelling_rule(a: str, b: str) -> tuple[TokenLevel, float] | None:
     """Spellings of one name the curated table does not hold, found by rule: Somali writes the
     ayn others drop as C (Caisha / Aisha, Cumar / Umar), and doubled letters are written or not

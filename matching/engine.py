@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from flask import current_app
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, and_, cast, func, or_, select
 
 from app.db import utcnow
 from app.extensions import db
@@ -539,11 +539,20 @@ def _ancestors(code: str) -> list[str]:
 
 RELATIVE_KIND = "relative"
 RELATIVE_TAGS = ("mother_name", "father_name", "caregiver_name")
+# The child's own name spelt letter by letter (kind "spelling"): the name itself and every form
+# with one letter left out, so that a typo the phonetic keys do not survive ("Marysm" / "Maryam",
+# "Gracce" / "Grace", "Khagera" / "Khatera") still shares a key: both sides give "marym". Only
+# the own name (a record registered with its given name alone has nothing else to be found by),
+# and the first two tokens joined ("Gebre Medhin" / "Gebremedhin"). bench/README.md, fourth round.
+SPELLING_KIND = "spelling"
+SPELLING_MIN_LETTERS = 4        # shorter names keep only themselves (3-letter forms of "Ali" ...)
+SPELLING_TOKEN_WEIGHT = 0.8     # of the own name's weight: one letter may be another name's
 FIRST_STAGE_KEEP = 60
 COMPARE_MARGIN = 18.0  # ... and only those within this many points of the best
 COMMON_SHARE = 0.02
 COMMON_MIN = 200
 COMMON_MAX_YEARS = 8.0          # a common key only brings records born within this many years
+SEX_SLIP_YEARS = 1.0            # ... and of the other sex only when born within this many years
 GIVEN_TOKEN_WEIGHT = 1.5
 RELATIVE_TOKEN_WEIGHT = 0.5
 SEX_PENALTY = 4.0
@@ -577,6 +586,7 @@ class BlockingToken:
     keys: frozenset[str]
     weight: float
     relative: bool
+    spelling: frozenset[str] = frozenset()  # the own name's spelling keys (kind "spelling")
 
 
 @dataclass(frozen=True)
@@ -650,24 +660,37 @@ def relative_keys_of(texts: Iterable[str]) -> set[str]:
     return keys
 
 
-def index_relatives(record) -> None:
-    """Replace the record's relative-name keys (kind "relative")."""
+def matching_keys(record_type: str, data: Mapping, request_data: Mapping | None = None) -> dict[str, set[str]]:
+    """The keys the matcher keeps beside a record's name keys, by kind: its parents' and
+    caregiver's names ("relative", cases and traces) and its own name's spelling ("spelling")."""
+    if record_type not in ("case", "trace"):
+        return {}
+    return {RELATIVE_KIND: relative_keys_of(relative_texts(record_type, data, request_data)),
+            SPELLING_KIND: set(spelling_keys(own_name_value(record_type, data)))}
+
+
+MATCHING_KINDS = (RELATIVE_KIND, SPELLING_KIND)
+
+
+def index_matching_keys(record, kinds: Iterable[str] = MATCHING_KINDS) -> None:
+    """Replace the record's matching keys of `kinds` (see `matching_keys`)."""
     from sqlalchemy import delete, insert
+    kinds = tuple(kinds)
     request_data = record.tracing_request.data if record.RECORD_TYPE == "trace" else None
-    keys = relative_keys_of(relative_texts(record.RECORD_TYPE, record.data or {}, request_data))
+    found = matching_keys(record.RECORD_TYPE, record.data or {}, request_data)
     db.session.execute(delete(RecordKey).where(RecordKey.record_type == record.RECORD_TYPE,
-                                               RecordKey.record_id == record.id, RecordKey.kind == RELATIVE_KIND))
-    if keys:
-        db.session.execute(insert(RecordKey), [
-            {"record_type": record.RECORD_TYPE, "record_id": record.id, "kind": RELATIVE_KIND, "key": key[:64]}
-            for key in sorted(keys)])
+                                               RecordKey.record_id == record.id, RecordKey.kind.in_(kinds)))
+    rows = [{"record_type": record.RECORD_TYPE, "record_id": record.id, "kind": kind, "key": key[:64]}
+            for kind in kinds for key in sorted(found.get(kind, ()))]
+    if rows:
+        db.session.execute(insert(RecordKey), rows)
 
 
 def index_all_keys(batch: int = 1000) -> int:
     """Rewrite every record's name keys (kind "name": cases, traces, tracing requests) and its
-    parents' and caregiver's name keys (kind "relative": cases, traces) with the key rules in
-    force. Needed after the rules of `matching.names` change and for records saved before the
-    relative keys existed; returns the number of keys written.
+    matching keys (kinds "relative" and "spelling": cases, traces) with the key rules in force.
+    Needed after the rules of `matching.names` change and for records saved before a kind
+    existed; returns the number of keys written.
 
     Works in batches, each its own transaction, beside live saves and matching jobs. A batch
     locks its records (FOR UPDATE; a trace with its tracing request) but skips those another
@@ -699,14 +722,13 @@ def index_all_keys(batch: int = 1000) -> int:
         found = db.session.execute(query.with_for_update(of=locked, skip_locked=skip_locked)).all()
         for record_id, data, *request in found:
             data = data or {}
-            names = relative_keys_of(name_texts(record_type, data))
-            relatives = relative_keys_of(relative_texts(record_type, data, request[0] if request else None)) \
-                if record_type != "tracing_request" else set()
+            kinds = {NAME_KIND: relative_keys_of(name_texts(record_type, data)),
+                     **matching_keys(record_type, data, request[0] if request else None)}
             rows.extend({"record_type": record_type, "record_id": record_id, "kind": kind, "key": key[:64]}
-                        for kind, keys in ((NAME_KIND, names), (RELATIVE_KIND, relatives)) for key in sorted(keys))
+                        for kind, keys in kinds.items() for key in sorted(keys))
         db.session.execute(delete(RecordKey).where(
             RecordKey.record_type == record_type, RecordKey.record_id.in_([row[0] for row in found]),
-            RecordKey.kind.in_((NAME_KIND, RELATIVE_KIND))))
+            RecordKey.kind.in_((NAME_KIND, *MATCHING_KINDS))))
         if rows:
             db.session.execute(insert(RecordKey), rows)
         db.session.commit()
@@ -737,7 +759,8 @@ def blocking_tokens(person: Person) -> list[BlockingToken]:
                 keys = frozenset(name_keys(token))
                 if keys:
                     own = first and part in _OWN_NAME_PARTS
-                    tokens.append(BlockingToken(keys, GIVEN_TOKEN_WEIGHT if own else 1.0, False))
+                    tokens.append(BlockingToken(keys, GIVEN_TOKEN_WEIGHT if own else 1.0, False,
+                                                spelling_keys(value) if own else frozenset()))
                 first = False
     for value in (person.mother_name, person.father_name, person.caregiver_name, _inquirer_as_relative(person)):
         for token in name_tokens(value):
@@ -747,27 +770,48 @@ def blocking_tokens(person: Person) -> list[BlockingToken]:
     return tokens
 
 
+def _own_value(values: Iterable) -> str | None:
+    for value in values:
+        if isinstance(value, str) and name_tokens(value):
+            return value
+    return None
+
+
 def own_name_token(person: Person) -> str | None:
     """The child's own name: the first token of the given (or full) name, if recorded."""
-    for part in _OWN_NAME_PARTS:
-        for value in person.names.get(part, []):
-            tokens = name_tokens(value)
-            if tokens:
-                return tokens[0]
-    return None
+    value = _own_value(value for part in _OWN_NAME_PARTS for value in person.names.get(part, []))
+    return name_tokens(value)[0] if value else None
+
+
+def own_name_value(record_type: str, data: Mapping) -> str | None:
+    """The form value holding a record's own name (the first given or full name with a token)."""
+    from forms.operations import fields_with_matching_tag
+    return _own_value(data.get(key) for tag in ("given_name", "full_name")
+                      for key in fields_with_matching_tag(record_type, tag))
 
 
 def own_name_of(record_type: str, data: Mapping) -> str | None:
     """`own_name_token` from a record's form values (fields tagged given or full name)."""
-    from forms.operations import fields_with_matching_tag
-    for tag in ("given_name", "full_name"):
-        for key in fields_with_matching_tag(record_type, tag):
-            value = data.get(key)
-            if isinstance(value, str):
-                tokens = name_tokens(value)
-                if tokens:
-                    return tokens[0]
-    return None
+    value = own_name_value(record_type, data)
+    return name_tokens(value)[0] if value else None
+
+
+@functools.lru_cache(maxsize=65_536)
+def spelling_keys(value: str | None) -> frozenset[str]:
+    """The spelling keys (kind "spelling") of the value holding the own name: its first token in
+    Latin letters with doubled letters written once, the same with one letter left out (from
+    SPELLING_MIN_LETTERS letters), and the first two tokens joined."""
+    tokens = name_tokens(value or "")
+    if not tokens:
+        return frozenset()
+    forms = [cmp.latin_single(token) for token in tokens[:2]]
+    own = forms[0]
+    keys = {own}
+    if len(own) >= SPELLING_MIN_LETTERS:
+        keys.update(own[:i] + own[i + 1:] for i in range(len(own)))
+    if len(forms) > 1:
+        keys.add(cmp.undoubled(own + forms[1]))
+    return frozenset(key for key in keys if len(key) >= 2)
 
 
 def rerank_by_own_name(pool: list[tuple[str, float]], own: str | None, own_of: Mapping[str, str | None],
@@ -834,12 +878,16 @@ def row_attributes(record_type: str, sex, age, created_at, location_code=None, a
 
 
 def _compatible(query: Attributes, other: Attributes) -> bool:
-    """May a record reached only through a common key be this child? (the second key)"""
-    if query.sex and other.sex and _OPPOSITE_SEX[query.sex] == other.sex:
-        return False
+    """May a record reached only through a common key be this child? (the second key: the sex,
+    unless the birth years agree within SEX_SLIP_YEARS, for the sex is written wrong now and
+    then; and the birth year)"""
     if query.birth_year is not None and other.birth_year is not None:
-        return abs(query.birth_year - other.birth_year) <= COMMON_MAX_YEARS
-    return True
+        gap = abs(query.birth_year - other.birth_year)
+        if gap > COMMON_MAX_YEARS:
+            return False
+        if gap <= SEX_SLIP_YEARS:
+            return True
+    return not (query.sex and other.sex and _OPPOSITE_SEX[query.sex] == other.sex)
 
 
 def _is_common(count: int, total: int) -> bool:
@@ -880,6 +928,18 @@ def rank_candidates(tokens: list[BlockingToken], postings: Mapping[tuple[str, st
                         best[record_id] = value
                     if own is not None and kind == NAME_KIND:
                         own.add(record_id)
+        for key in token.spelling:  # the own name's spelling: a typo the keys above missed
+            ids = postings.get((SPELLING_KIND, key))
+            if not ids:
+                continue
+            count = counts.get((SPELLING_KIND, key), 0) or 1
+            value = math.log((total + 1) / count) * token.weight * SPELLING_TOKEN_WEIGHT
+            common = _is_common(count, total)
+            for record_id in ids:
+                if common and not _compatible(query, attributes[record_id]):
+                    continue
+                if best.get(record_id, -1.0) < value:
+                    best[record_id] = value
         for record_id, value in best.items():
             score[record_id] = score.get(record_id, 0.0) + value
         for record_id in own or ():
@@ -966,7 +1026,8 @@ def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_
     full comparison, best first (what `RecordIndex.candidates` gives from memory)."""
     tokens = blocking_tokens(person)
     keys = sorted({key for token in tokens for key in token.keys})
-    if not keys:
+    spellings = sorted({key for token in tokens for key in token.spelling})
+    if not keys and not spellings:
         return []
     model, conditions = _eligible_filter(other_type)
     # Two narrow queries (who holds each key; then the attributes of each distinct candidate
@@ -976,8 +1037,9 @@ def ranked_candidates(person: Person, other_type: str, limit: int = FIRST_STAGE_
     rk, table = RecordKey.__table__.c, model.__table__.c
     found: dict[tuple[str, str], list[str]] = {}
     for kind, key, record_id in connection.execute(
-            select(rk.kind, rk.key, rk.record_id).where(
-                rk.record_type == other_type, rk.kind.in_((NAME_KIND, RELATIVE_KIND)), rk.key.in_(keys))).all():
+            select(rk.kind, rk.key, rk.record_id).where(rk.record_type == other_type, or_(
+                and_(rk.kind.in_((NAME_KIND, RELATIVE_KIND)), rk.key.in_(keys)),
+                and_(rk.kind == SPELLING_KIND, rk.key.in_(spellings))))).all():
         found.setdefault((kind, key), []).append(record_id)
     if not found:
         return []
@@ -1195,10 +1257,15 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index=None) -> 
             settings, index.frequencies(person), mine, index.ancestors)))
     eligible = _eligible_among("case", {case_id for _, _, scored in matched for case_id in _proposed_ids(scored, settings)})
     pending = 0
+    proposed = []
     for trace_id, mine, scored in matched:
-        pending += len(_store(trace_id, _still_eligible("case", scored, settings, eligible), settings, changed,
-                              by_trace=True, existing=mine, flush=False))
+        stored = _store(trace_id, _still_eligible("case", scored, settings, eligible), settings, changed,
+                        by_trace=True, existing=mine, flush=False, mark=False)
+        pending += len(stored)
+        if stored:
+            proposed.append(trace_id)
     db.session.flush()
+    _mark_many_proposed(proposed)  # one flush for the chunk, not one per trace
     return pending
 
 
@@ -1355,7 +1422,8 @@ def _mark_proposed(trace_id: str) -> None:
 
 
 def _mark_many_proposed(trace_ids: Iterable[str]) -> None:
-    """`_mark_proposed` for many traces (a case job): only those still to be moved are read."""
+    """`_mark_proposed` for many traces (a case job, a chunk of a re-match): only those still to
+    be moved are read, and they are flushed together."""
     from tracing.models import TRACE_IN_PROGRESS, TRACE_OPEN, Trace
     ids = sorted(set(trace_ids))
     for query in by_ids(select(Trace).where(Trace.tracing_status.in_((TRACE_OPEN, TRACE_IN_PROGRESS)))
@@ -1366,11 +1434,15 @@ def _mark_many_proposed(trace_ids: Iterable[str]) -> None:
 def _mark_traces(traces) -> None:
     from app.records.operations import record_change
     from tracing.models import TRACE_IN_PROGRESS, TRACE_MATCH_PROPOSED, TRACE_OPEN
+    moved = []
     for trace in traces:
         if trace is None or trace.tracing_status not in (TRACE_OPEN, TRACE_IN_PROGRESS):
             continue
-        before = trace.tracing_status
+        moved.append((trace, trace.tracing_status))
         trace.tracing_status = TRACE_MATCH_PROPOSED
-        db.session.flush()
+    if not moved:
+        return
+    db.session.flush()  # each trace's new version, which its history row records
+    for trace, before in moved:
         record_change(trace, "match_proposed", None,
                       [{"field": "@tracing_status", "old": before, "new": TRACE_MATCH_PROPOSED}])

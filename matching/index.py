@@ -61,6 +61,9 @@ from matching.engine import (
     RELATIVE_KIND,
     RELATIVE_TOKEN_WEIGHT,
     SEX_PENALTY,
+    SEX_SLIP_YEARS,
+    SPELLING_KIND,
+    SPELLING_TOKEN_WEIGHT,
     Attributes,
     Person,
 )
@@ -71,7 +74,8 @@ REBUILD_MIN = 5_000
 DEFAULT_MAX_AGE = 900.0  # seconds (MATCHING_INDEX_MAX_AGE)
 _SEX_NUMBER = {"": 0, "male": 1, "female": 2}
 _PLACE_LEVELS = 3  # the place itself, one level up, two levels up: what PLACE_BONUS rewards
-_KINDS = (NAME_KIND, RELATIVE_KIND)
+_KINDS = (NAME_KIND, RELATIVE_KIND)  # looked up with a token's keys
+_STORED_KINDS = (*_KINDS, SPELLING_KIND)
 
 Kind = tuple[str, str]
 
@@ -184,7 +188,7 @@ class RecordIndex:
     def _key_rows(self, ids: Iterable[str] | None) -> Iterator[tuple[str, str, str]]:
         rk = RecordKey.__table__.c
         query = select(rk.kind, rk.key, rk.record_id).where(rk.record_type == self.record_type,
-                                                             rk.kind.in_(_KINDS))
+                                                             rk.kind.in_(_STORED_KINDS))
         for query in engine.by_ids(query, rk.record_id, ids):
             yield from db.session.execute(query.execution_options(yield_per=20000))
 
@@ -348,15 +352,19 @@ class RecordIndex:
                     count = self.counts.get((kind, key), 0) or 1
                     value = math.log((total + 1) / count) * (RELATIVE_TOKEN_WEIGHT if across else token.weight)
                     if engine._is_common(count, total):
-                        # The second key: compatible sex and birth year (as `engine._compatible`).
-                        keep = self.sex[ids] != opposite
-                        if query.birth_year is not None:
-                            years = self.birth[ids]
-                            keep &= np.isnan(years) | (np.abs(query.birth_year - years) <= COMMON_MAX_YEARS)
-                        ids = ids[keep]
+                        ids = ids[self._compatible(query, ids, opposite)]
                     best[ids] = np.maximum(best[ids], value)
                     if own is not None and kind == NAME_KIND:
                         own[ids] = True
+            for key in token.spelling:  # as rank_candidates: the own name's spelling
+                ids = self.postings.get((SPELLING_KIND, key))
+                if ids is None:
+                    continue
+                count = self.counts.get((SPELLING_KIND, key), 0) or 1
+                value = math.log((total + 1) / count) * token.weight * SPELLING_TOKEN_WEIGHT
+                if engine._is_common(count, total):
+                    ids = ids[self._compatible(query, ids, opposite)]
+                best[ids] = np.maximum(best[ids], value)
             if own is not None:
                 covered += own
             held = best > -1.0
@@ -389,6 +397,15 @@ class RecordIndex:
         ranked = sorted(((self.ids[i], float(v)) for i, v in zip(found.tolist(), values.tolist())),
                         key=lambda item: (-item[1], item[0]))
         return ranked[:limit]
+
+    def _compatible(self, query: Attributes, ids: np.ndarray, opposite: int) -> np.ndarray:
+        """The second key of a common key: compatible sex and birth year (`engine._compatible`)."""
+        keep = self.sex[ids] != opposite
+        if query.birth_year is not None:
+            years = self.birth[ids]
+            gap = np.abs(query.birth_year - years)  # NaN (unknown) compares False
+            keep = (keep | (gap <= SEX_SLIP_YEARS)) & (np.isnan(years) | (gap <= COMMON_MAX_YEARS))
+        return keep
 
     def _place_bonus(self, query_place: tuple[str, ...], found: np.ndarray) -> np.ndarray:
         """`engine._place_bonus` for every found position: the best level a code is shared at."""

@@ -19,28 +19,37 @@ def relevant_fields(record_type: str) -> set[str]:
     return keys | {"consent_for_tracing", "@status", "@tracing_status"}
 
 
-def _relative_fields(record_type: str) -> set[str]:
+def _fields_tagged(record_type: str, tags) -> set[str]:
     from forms.operations import fields_with_matching_tag
-
-    from matching.engine import RELATIVE_TAGS
-    return {key for tag in RELATIVE_TAGS for key in fields_with_matching_tag(record_type, tag)}
+    return {key for tag in tags for key in fields_with_matching_tag(record_type, tag)}
 
 
 @on_record_saved
-def _index_relatives(record, changed_fields: set[str]) -> None:
-    """Keep the keys of the parents' and caregiver's names in step (blocking finds a child
-    through them when the child's own name is missing or misspelt)."""
+def _index_matching_keys(record, changed_fields: set[str]) -> None:
+    """Keep the keys of the parents' and caregiver's names (blocking finds a child through them
+    when the child's own name is missing or misspelt) and of the own name's spelling in step."""
     if record.RECORD_TYPE not in ("case", "trace"):
         return
-    from matching.engine import index_relatives, inquirer_is_relative
-    relevant = bool(changed_fields & _relative_fields(record.RECORD_TYPE))
+    from matching.engine import (
+        RELATIVE_KIND,
+        RELATIVE_TAGS,
+        SPELLING_KIND,
+        index_matching_keys,
+        inquirer_is_relative,
+    )
+    kinds = []
+    relevant = bool(changed_fields & _fields_tagged(record.RECORD_TYPE, RELATIVE_TAGS))
     if record.RECORD_TYPE == "trace" and not relevant:
         # A trace's keys may hold its inquirer's name (engine.relative_texts): a change of its
         # request (the inquirer, the relationship) or a new trace whose inquirer is a parent.
         relevant = any(field.startswith("tracing_request.") for field in changed_fields) \
             or inquirer_is_relative(record)
     if relevant:
-        index_relatives(record)
+        kinds.append(RELATIVE_KIND)
+    if changed_fields & _fields_tagged(record.RECORD_TYPE, ("given_name", "full_name")):
+        kinds.append(SPELLING_KIND)
+    if kinds:
+        index_matching_keys(record, kinds)
 
 
 @on_record_saved

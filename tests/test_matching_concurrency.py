@@ -17,7 +17,7 @@ from sqlalchemy import event, select, text
 from app.extensions import db
 from app.records.models import RecordKey
 from cases.models import Case
-from matching.engine import NAME_KIND, RELATIVE_KIND, index_all_keys, relative_keys_of, relative_texts
+from matching.engine import NAME_KIND, index_all_keys, matching_keys, relative_keys_of
 from tests.test_matching_engine import register_child, search_for_child
 
 pytestmark = pytest.mark.usefixtures("default_forms")
@@ -39,10 +39,9 @@ def stored_keys(record_type: str, record_id: str) -> list[tuple[str, str]]:
 
 def expected_keys(record_type: str, data: dict, request_data: dict | None = None) -> list[tuple[str, str]]:
     from app.records.search import name_texts
-    names = relative_keys_of(name_texts(record_type, data))
-    relatives = relative_keys_of(relative_texts(record_type, data, request_data)) \
-        if record_type != "tracing_request" else set()
-    return sorted([(NAME_KIND, key) for key in names] + [(RELATIVE_KIND, key) for key in relatives])
+    kinds = {NAME_KIND: relative_keys_of(name_texts(record_type, data)),
+             **matching_keys(record_type, data, request_data)}
+    return sorted((kind, key) for kind, keys in kinds.items() for key in keys)
 
 
 def every_record_keyed_as_saved() -> None:

@@ -6,7 +6,8 @@ import math
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.jobs.operations import dispatch_committed_jobs
@@ -243,16 +244,19 @@ def test_a_mother_asking_is_the_traces_mother_for_blocking_both_ways(tracer):
 def test_a_common_name_only_brings_records_of_a_compatible_sex_and_age():
     from matching.engine import Attributes, BlockingToken, rank_candidates
     common = [f"c{i}" for i in range(500)]  # "Mohamed": every record has it
-    postings = {("name", "MHMD"): common + ["boy", "girl", "old"], ("name", "RR"): ["rare"]}
-    counts = {("name", "MHMD"): 503, ("name", "RR"): 1}
+    postings = {("name", "MHMD"): common + ["boy", "girl", "twin", "old"], ("name", "RR"): ["rare"]}
+    counts = {("name", "MHMD"): 504, ("name", "RR"): 1}
     attributes = {record_id: Attributes("male", 2000.0, False) for record_id in common}
-    attributes.update({"boy": Attributes("male", 2015.2, False), "girl": Attributes("female", 2015.0, False),
+    attributes.update({"boy": Attributes("male", 2015.2, False), "girl": Attributes("female", 2013.0, False),
+                       "twin": Attributes("female", 2015.5, False),
                        "old": Attributes("male", 1990.0, False), "rare": Attributes("female", 1980.0, False)})
     query = Attributes("male", 2015.0, False)
     tokens = [BlockingToken(frozenset({"MHMD"}), 1.5, False), BlockingToken(frozenset({"RR"}), 1.0, False)]
     ranked = dict(rank_candidates(tokens, postings, counts, 1000, query, attributes, limit=1000))
     assert "boy" in ranked
     assert "girl" not in ranked and "old" not in ranked  # only the common key led to them
+    # Born within SEX_SLIP_YEARS: the sex may have been written wrong on one side.
+    assert "twin" in ranked and ranked["twin"] < ranked["boy"]
     assert not any(record_id in ranked for record_id in common)  # born 15 years earlier
     assert "rare" in ranked  # a rare shared key always brings its records, whatever else differs
     assert ranked["boy"] > ranked["rare"]  # ... but sex and birth year still weigh in the ranking
@@ -296,6 +300,34 @@ def test_the_bulk_rematch_stores_what_matching_one_by_one_stores(app, tracer):
     after = stored()
     dropped = [key for key, value in after.items() if value[3] == SUPERSEDED]
     assert dropped and all(after[key][4] for key in dropped)
+
+
+def test_the_bulk_rematch_marks_each_proposed_trace_once_with_its_history(app, tracer):
+    """A chunk's traces are marked "match proposed" together: each gets one history row that
+    records the version the mark gave it; a trace with no proposal stays open."""
+    from app.records.models import RecordChange
+    from matching.engine import run_all
+    from tracing.models import Trace
+    officer, caseworker = tracer
+    register_child(caseworker)
+    register_child(caseworker, name_first="Fatima", sex="female", age=5)
+    search_for_child(officer)
+    search_for_child(officer, name_first="Fatuma", sex="female", age=4)
+    search_for_child(officer, name_first="Tesfay", name_last="Gebremariam", age=15)
+    db.session.execute(sa_delete(MatchProposal))
+    db.session.execute(update(Trace).values(tracing_status="open"))
+    db.session.commit()
+    run_all(chunk_size=10)
+    db.session.commit()
+    db.session.expire_all()
+    traces = db.session.execute(select(Trace)).scalars().all()
+    proposed = {trace.id for trace in traces if trace.tracing_status == "match_proposed"}
+    assert proposed == {p.trace_id for p in proposals(status="pending")} and len(proposed) == 2
+    for trace in traces:
+        marks = db.session.execute(select(RecordChange).where(
+            RecordChange.record_id == trace.id, RecordChange.action == "match_proposed",
+            RecordChange.version == trace.version)).scalars().all()
+        assert len(marks) == (1 if trace.id in proposed else 0)
 
 
 def test_a_rematch_shared_by_two_forked_processes_stores_what_one_process_stores(app, make, committed):

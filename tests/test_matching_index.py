@@ -284,3 +284,46 @@ def test_a_child_registered_with_only_her_given_name_outranks_namesakes_with_a_n
     finally:
         engine.COVER_BONUS = bonus
         index_module.COVER_BONUS = bonus
+
+
+def test_a_typo_in_a_one_word_name_is_found_through_the_spelling_keys_in_both_paths(make):
+    """Case "Maryam" alone; trace "Marysm Arbab Mahamat": no phonetic key is shared, but both
+    sides hold the spelling key "marym" (one letter left out), so both paths find the case, and
+    only through that kind. Renaming the case rewrites its spelling keys."""
+    agency = make.agency()
+    caseworker, officer = make.user(ROLE_CASEWORKER, agency=agency), make.user(ROLE_TRACING_OFFICER, agency=agency)
+    child = create_case(caseworker, {"name_first": "Maryam", "sex": "female", "age": 1, "consent_for_tracing": True})
+    other = create_case(caseworker, {"name_first": "Halima", "name_last": "Arbabi", "sex": "female", "age": 1,
+                                     "consent_for_tracing": True})
+    from datetime import date
+
+    from tracing.operations import create_tracing_request
+    request = create_tracing_request(officer, {"relation_name": "Zara Mahamat", "relation": "aunt_uncle",
+                                               "inquiry_date": date.today().isoformat(),
+                                               "consent_for_tracing": True},
+                                     [{"name_first": "Marysm", "name_middle": "Arbab", "name_last": "Mahamat",
+                                       "sex": "female", "age": 1}])
+    db.session.flush()
+    spelling = set(db.session.execute(select(RecordKey.key).where(
+        RecordKey.record_id == child.id, RecordKey.kind == engine.SPELLING_KIND)).scalars())
+    assert {"maryam", "marym", "mryam"} <= spelling
+    assert not engine.person_keys(engine.case_person(child)) & engine.person_keys(engine.trace_person(request.traces[0]))
+    person = engine.trace_person(request.traces[0])
+    ranked = RecordIndex("case").candidates(person)
+    assert child.id in dict(ranked) and other.id in dict(ranked)
+    assert engine.ranked_candidates(person, "case") == ranked
+    update_case(child, caseworker, {**child.data, "name_first": "Rahma"}, expected_version=child.version)
+    db.session.flush()
+    assert "marym" not in set(db.session.execute(select(RecordKey.key).where(
+        RecordKey.record_id == child.id, RecordKey.kind == engine.SPELLING_KIND)).scalars())
+    assert child.id not in dict(RecordIndex("case").candidates(person))
+    assert child.id not in dict(engine.ranked_candidates(person, "case"))
+
+
+def test_spelling_keys():
+    assert engine.spelling_keys("Gracce") == engine.spelling_keys("Grace")  # doubled letters once
+    assert "grce" in engine.spelling_keys("Grzce") & engine.spelling_keys("Grace")
+    assert "gebremedhin" in engine.spelling_keys("Gebre Medhin") & engine.spelling_keys("Gebremedhin")
+    assert engine.spelling_keys("Ali") == frozenset({"ali"})  # short names keep only themselves
+    assert engine.spelling_keys("يارا") & engine.spelling_keys("Yraa")  # Arabic script in Latin letters
+    assert engine.spelling_keys("") == frozenset() and engine.spelling_keys(None) == frozenset()
