@@ -371,7 +371,9 @@ def test_new_rules_guards():
     assert name_key("Usain") == name_key("Husain")
 
 
-@pytest.mark.parametrize("filename", ["heldout_variant_pairs_2.tsv", "heldout_variant_pairs_3.tsv"])
+@pytest.mark.parametrize(
+    "filename", ["heldout_variant_pairs_2.tsv", "heldout_variant_pairs_3.tsv", "heldout_variant_pairs_4.tsv"]
+)
 def test_later_heldout_files_are_sealed_and_apart_from_matching_code(filename):
     heldout = MATCHING_DIR / "data" / filename
     text = heldout.read_text(encoding="utf-8")
