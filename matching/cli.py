@@ -141,6 +141,7 @@ def estimate_command(save: bool, min_decisions: int) -> None:
     if save:
         config = ops.current_config()
         new = ops.save_settings(config.likely_threshold, config.possible_threshold, result["parameters"],
-                                (config.parameters or {}).get("prior"), None, note="estimated from decisions")
+                                (config.parameters or {}).get("prior"), None, note="estimated from decisions",
+                                margin=(config.parameters or {}).get("margin"))
         db.session.commit()
         click.echo(f"Saved as engine version {new.id}.")

@@ -68,10 +68,16 @@ from matching.names import name_key, name_keys, name_tokens
 # is the trace's mother) and siblings' shared parents were capped (SIBLING_FAMILY_CAP): the sum
 # is less overconfident, the scale went from 0.6 to 0.82 and the prior from -14.4 to -12.85.
 # The thresholds follow: `likely` is right about 19 times in 20 on that benchmark (at 10,000 and
-# at 100,000); `possible` keeps nearly every true pair the blocking keeps while proposing two to
-# three cases per trace.
+# at 100,000); `possible` keeps nearly every true pair the blocking keeps, and a `possible` pair
+# is proposed only within DEFAULT_MARGIN bits of the trace's best candidate (its odds at least
+# 1/128 of the best's): a trace with one strong candidate does not bring a dozen weak namesakes
+# into the queue, and the threshold can be low enough for a child registered with her given name
+# alone. Chosen on the benchmark (bench/README.md, fourth round): possible 0.01 with no margin
+# gave recall 0.972 / 0.914 with 2.44 / 3.13 proposals per trace at 10,000 / 100,000; 0.0025
+# within 7 bits gives 0.981 / 0.935 with 2.12 / 2.95.
 DEFAULT_LIKELY = 0.8
-DEFAULT_POSSIBLE = 0.01
+DEFAULT_POSSIBLE = 0.0025
+DEFAULT_MARGIN = 7.0
 DEFAULT_PRIOR = -12.85  # log2 odds that a candidate pair is the same child before any evidence,
 PRIOR_REFERENCE_CASES = 10_000  # ... with this many cases (see prior_for)
 PRIOR_MIN_CASES = 2_000
@@ -271,6 +277,7 @@ class Settings:
     possible: float
     prior: float
     weights: dict[str, dict[str, float]]
+    margin: float = DEFAULT_MARGIN  # a `possible` pair this many bits behind the trace's best is not proposed
 
     @functools.cached_property
     def best(self) -> dict[str, float]:
@@ -312,7 +319,8 @@ def current_settings(cases: int | None = None) -> Settings:
     parameters = config.parameters or {}
     cases = _record_count("case") if cases is None else cases
     return Settings(config.id, config.likely_threshold, config.possible_threshold,
-                    prior_for(float(parameters.get("prior", DEFAULT_PRIOR)), cases), _weights(parameters))
+                    prior_for(float(parameters.get("prior", DEFAULT_PRIOR)), cases), _weights(parameters),
+                    float(parameters.get("margin", DEFAULT_MARGIN)))
 
 
 # --- scoring ------------------------------------------------------------------------------------
@@ -1197,17 +1205,8 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
             if candidate_ids else set()
         pairs = ((trace_id, traces.persons[trace_id], person) for trace_id in candidate_ids
                  if trace_id not in confirmed)  # a confirmed trace stops generating proposals
-        stored = []
         scored = _score_pairs(pairs, settings, cases.frequencies(person), existing, cases.ancestors)
-        # In trace id order, as every job that marks several traces "match proposed" does:
-        # two jobs locking the same traces never wait for each other in a circle.
-        for trace_id, score, evidence in sorted(_still_eligible("trace", scored, settings), key=lambda item: item[0]):
-            proposal = existing.get(trace_id)
-            stored.extend(_store(trace_id, [(case.id, score, evidence)], settings, changed, by_trace=False,
-                                 existing={case.id: proposal} if proposal else {}, flush=False, mark=False))
-        db.session.flush()
-        _mark_many_proposed(proposal.trace_id for proposal in stored)
-        return stored
+        return _store_for_case(case.id, _still_eligible("trace", scored, settings), settings, changed, existing)
     settings = current_settings()
     candidate_ids = blocking_candidates(person, "trace")
     traces = [t for t in db.session.execute(select(Trace).where(Trace.id.in_(candidate_ids)).order_by(Trace.id)
@@ -1216,10 +1215,43 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
     trace_tags, request_tags = _tagged("trace"), _tagged("tracing_request")
     case_keys = person_keys(person)
     frequencies = key_frequencies(case_keys, "case")
-    stored = []
+    existing = {p.trace_id: p for p in db.session.execute(
+        select(MatchProposal).where(MatchProposal.case_id == case.id)).scalars()}
+    scored = []
     for trace in traces:
         score, evidence = compare(trace_person(trace, trace_tags, request_tags), person, settings, frequencies)
-        stored.extend(_store(trace.id, [(case.id, score, evidence)], settings, changed, by_trace=False))
+        scored.append((trace.id, score, evidence))
+    return _store_for_case(case.id, scored, settings, changed, existing)
+
+
+def _store_for_case(case_id: str, scored: list[tuple[str, float, list | None]], settings: Settings, changed: bool,
+                    existing: Mapping[str, MatchProposal]) -> list[MatchProposal]:
+    """Store a case's pair with each trace of `scored` ((trace id, score, explanation)); returns
+    the pending proposals. A trace's best candidate is the better of this pair and the trace's
+    other pending proposals (as stored): a `possible` pair more than the margin behind it is not
+    proposed. A pair that becomes a trace's new best by more than the margin queues that trace's
+    matching, which sends its proposals now too far behind out (the trace's own job changes the
+    trace's proposals: a case job writes only its own pairs)."""
+    from matching.tasks import queue_trace_matching
+    proposed = [trace_id for trace_id, score, _ in scored if likelihood_of(probability(score), settings)]
+    others: dict[str, float] = {}
+    for query in by_ids(select(MatchProposal.trace_id, func.max(MatchProposal.score)).where(
+            MatchProposal.status == PENDING, MatchProposal.case_id != case_id).group_by(MatchProposal.trace_id),
+            MatchProposal.trace_id, proposed):
+        others.update(db.session.execute(query).all())
+    stored = []
+    # In trace id order, as every job that marks several traces "match proposed" does:
+    # two jobs locking the same traces never wait for each other in a circle.
+    for trace_id, score, evidence in sorted(scored, key=lambda item: item[0]):
+        proposal = existing.get(trace_id)
+        other_best = others.get(trace_id)
+        stored.extend(_store(trace_id, [(case_id, score, evidence)], settings, changed, by_trace=False,
+                             existing={case_id: proposal} if proposal else {}, flush=False, mark=False,
+                             best=score if other_best is None else max(score, other_best)))
+        if other_best is not None and trace_id in proposed and score - settings.margin > other_best:
+            queue_trace_matching(trace_id)
+    db.session.flush()
+    _mark_many_proposed(proposal.trace_id for proposal in stored)
     return stored
 
 
@@ -1357,12 +1389,26 @@ def _withdraw(trace_id: str | None = None, case_id: str | None = None) -> None:
         proposal.decision_reason = "not_matchable"
 
 
+# Superseded proposals that come back as pending when their pair is proposed again.
+_RETURNING = ("score_dropped", "not_matchable", "outranked")
+
+
+def _best_of(scored: Iterable[tuple[str, float, list | None]], existing: Mapping[str, MatchProposal]) -> float | None:
+    """The best score of a trace's candidates, leaving out the pairs a reviewer rejected."""
+    return max((score for case_id, score, _ in scored
+                if not (case_id in existing and existing[case_id].status == REJECTED)), default=None)
+
+
 def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Settings, changed: bool,
            by_trace: bool, existing: dict[str, MatchProposal] | None = None,
-           flush: bool = True, mark: bool = True) -> list[MatchProposal]:
+           flush: bool = True, mark: bool = True, best: float | None = None) -> list[MatchProposal]:
     """Upsert the proposals of one trace. `existing` (all the trace's proposals by case id) may
     be passed by a caller that read them for many traces at once; one that stores for many
-    traces may mark them "match proposed" at once too (`mark=False`, `_mark_many_proposed`)."""
+    traces may mark them "match proposed" at once too (`mark=False`, `_mark_many_proposed`).
+    A `possible` pair more than `settings.margin` bits behind the trace's best candidate is not
+    proposed (a pending one is superseded as "outranked"): the best is `best` for a case job,
+    and the best pair of `scored` that is not rejected when all the trace's candidates are
+    scored (`by_trace`)."""
     if existing is not None:
         confirmed = any(p.status == CONFIRMED for p in existing.values())
     else:
@@ -1374,6 +1420,8 @@ def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Setti
             MatchProposal.trace_id == trace_id, MatchProposal.status == CONFIRMED))
     if confirmed:
         return []  # a confirmed trace stops generating proposals
+    if by_trace:
+        best = _best_of(scored, existing)
     pending = []
     now = utcnow()
     seen = set()
@@ -1381,6 +1429,9 @@ def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Setti
         seen.add(case_id)
         p = probability(score)
         band = likelihood_of(p, settings)
+        outranked = band == POSSIBLE and best is not None and score < best - settings.margin
+        if outranked:
+            band = None
         proposal = existing.get(case_id)
         if proposal is None:
             if band is None:
@@ -1389,15 +1440,17 @@ def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Setti
             db.session.add(proposal)
         elif proposal.status == REJECTED:
             # Only a relevant change and a higher score bring a rejected pair back.
-            if not (changed and band and proposal.rejected_score is not None and score > proposal.rejected_score):
+            # (compared as stored: a score equal to the rejected one is not higher by its rounding)
+            if not (changed and band and proposal.rejected_score is not None
+                    and round(score, 4) > proposal.rejected_score):
                 continue
             proposal.status, proposal.decided_at, proposal.decided_by_id = PENDING, None, None
         elif proposal.status == SUPERSEDED:
-            if band is None or proposal.decision_reason not in ("score_dropped", "not_matchable"):
+            if band is None or proposal.decision_reason not in _RETURNING:
                 continue
-            proposal.status = PENDING
+            proposal.status, proposal.decision_reason = PENDING, None
         elif proposal.status == PENDING and band is None:
-            proposal.status, proposal.decision_reason = SUPERSEDED, "score_dropped"
+            proposal.status, proposal.decision_reason = SUPERSEDED, "outranked" if outranked else "score_dropped"
         if band is not None:
             proposal.likelihood = band
         proposal.score, proposal.probability = round(score, 4), round(p, 6)

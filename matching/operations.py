@@ -14,6 +14,7 @@ from app.i18n import N_
 from app.permissions import ROLE_ADMINISTRATOR, register_permission
 from matching.engine import DEFAULT_PARAMETERS, current_settings
 from matching.models import CONFIRMED, REJECTED, MatchingConfig, MatchProposal
+from matching.tasks import queue_trace_matching
 
 MATCHING_CONFIGURE = register_permission("matching", "configure", _l("Change the matching engine's weights and thresholds"),
                                          (ROLE_ADMINISTRATOR,), is_admin=True)
@@ -41,8 +42,9 @@ def effective_parameters(config: MatchingConfig) -> dict[str, dict[str, list[flo
 
 
 def save_settings(likely: float, possible: float, parameters: dict, prior: float | None, actor,
-                  note: str = "") -> MatchingConfig:
-    """Store new settings as a new engine version; proposals made from now on record it."""
+                  note: str = "", margin: float | None = None) -> MatchingConfig:
+    """Store new settings as a new engine version; proposals made from now on record it.
+    `prior` and `margin` (engine.DEFAULT_MARGIN) are kept with the parameters when given."""
     errors: dict[str, list[str]] = {}
     if not (0 < possible < 1):
         errors.setdefault("possible_threshold", []).append(_("Use a probability between 0 and 1."))
@@ -72,16 +74,21 @@ def save_settings(likely: float, possible: float, parameters: dict, prior: float
                 clean.setdefault(comparator, {})[level] = [m, u]
     if prior is not None and not (-30 <= prior <= 10):
         errors.setdefault("prior", []).append(_("Use a number from -30 to 10."))
+    if margin is not None and not (0 <= margin <= 50):
+        errors.setdefault("margin", []).append(_("Use a number of bits from 0 to 50."))
     if errors:
         raise SettingsError(errors)
     if prior is not None:
         clean["prior"] = prior
+    if margin is not None:
+        clean["margin"] = margin
     config = MatchingConfig(likely_threshold=likely, possible_threshold=possible, parameters=clean,
                             created_by_id=getattr(actor, "id", None), note=(note or "")[:500])
     db.session.add(config)
     db.session.flush()
     record_audit("matching.settings_changed", "matching_config", config.id,
-                 detail={"likely": likely, "possible": possible, "overridden": sorted(clean)}, user=actor)
+                 detail={"likely": likely, "possible": possible, "margin": margin, "overridden": sorted(clean)},
+                 user=actor)
     return config
 
 
@@ -246,6 +253,7 @@ def reject_match(proposal: MatchProposal, user, reason: str, note: str = "") -> 
             rejected_score=proposal.score)
     _remember(proposal, "reject", user, reason=reason, note=note)
     record_audit("match.reject", "match_proposal", proposal.id, detail={"reason": reason}, user=user)
+    queue_trace_matching(proposal.trace_id)  # candidates held back behind this one come forward
 
 
 def defer_match(proposal: MatchProposal, user, note: str) -> None:
@@ -291,6 +299,7 @@ def undo_decision(proposal: MatchProposal, user, reason: str) -> None:
                                                          "new": TRACE_MATCH_PROPOSED}], reason)
         _notify_owners(proposal, user, "match_undone",
                        N_("Confirmed match undone: case %(case)s and trace %(trace)s are under review again"))
+    queue_trace_matching(proposal.trace_id)  # the pair is a candidate again: the others are weighed against it
     record_audit("match.undo", "match_proposal", proposal.id, detail={"previous": previous}, user=user)
 
 
@@ -398,6 +407,7 @@ def verify_match(proposal: MatchProposal, user, methods, outcome: str, note: str
         proposal.rejected_score, proposal.decided_by_id, proposal.decided_at = proposal.score, user.id, now
         proposal.updated_at = now
         _remember(proposal, "verify_failed", user, reason="verification_failed", note=note)
+        queue_trace_matching(proposal.trace_id)  # as after a rejection
         restored = db.session.execute(select(MatchProposal).where(
             MatchProposal.trace_id == proposal.trace_id, MatchProposal.status == SUPERSEDED,
             MatchProposal.decision_reason == "trace_confirmed")).scalars().all()

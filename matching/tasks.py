@@ -65,20 +65,29 @@ def _queue_matching(record, changed_fields: set[str]) -> None:
             dedupe_key=f"match:{record.RECORD_TYPE}:{record.id}")
 
 
+def queue_trace_matching(trace_id: str) -> None:
+    """Match the trace again: a case became its best candidate, or a reviewer rejected one (the
+    candidates held back behind it come forward: engine.DEFAULT_MARGIN). Nothing in the trace
+    changed, so a rejected pair stays rejected (`changed=False`)."""
+    enqueue(MATCH_RECORD, {"record_type": "trace", "record_id": trace_id, "changed": False},
+            dedupe_key=f"rematch:trace:{trace_id}")
+
+
 @task(MATCH_RECORD)
-def match_record(record_type: str, record_id: str) -> None:
-    """Match one case or trace as it is now (idempotent: proposals are upserted per pair)."""
+def match_record(record_type: str, record_id: str, changed: bool = True) -> None:
+    """Match one case or trace as it is now (idempotent: proposals are upserted per pair).
+    `changed`: the record was saved (a rejected pair may come back if it now scores higher)."""
     from cases.models import Case
     from matching.engine import match_case, match_trace
     from tracing.models import Trace
     if record_type == "case":
         case = db.session.get(Case, record_id)
         if case is not None:
-            match_case(case)
+            match_case(case, changed)
     elif record_type == "trace":
         trace = db.session.get(Trace, record_id)
         if trace is not None:
-            match_trace(trace)
+            match_trace(trace, changed)
     db.session.commit()
 
 

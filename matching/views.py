@@ -10,7 +10,7 @@ from app.extensions import db
 from app.navigation import register_nav
 from app.permissions import require
 from matching import operations as ops
-from matching.engine import DEFAULT_PRIOR
+from matching.engine import DEFAULT_MARGIN, DEFAULT_PRIOR
 
 
 
@@ -55,7 +55,7 @@ def settings():
     status = 200
     if request.method == "POST":
         likely, possible = _float("likely_threshold", errors), _float("possible_threshold", errors)
-        prior = _float("prior", errors)
+        prior, margin = _float("prior", errors), _float("margin", errors)
         submitted = {}
         for comparator, levels in parameters.items():
             for level in levels:
@@ -64,7 +64,7 @@ def settings():
         if not errors:
             try:
                 new = ops.save_settings(likely, possible, submitted, prior, current_user,
-                                        note=request.form.get("note", ""))
+                                        note=request.form.get("note", ""), margin=margin)
             except ops.SettingsError as error:
                 db.session.rollback()
                 errors = error.errors
@@ -76,7 +76,8 @@ def settings():
         parameters, status = submitted, 422
     return render_template("matching/settings.html", config=config, parameters=parameters, errors=errors,
                            labels=COMPARATOR_LABELS,
-                           prior=(config.parameters or {}).get("prior", DEFAULT_PRIOR)), status
+                           prior=(config.parameters or {}).get("prior", DEFAULT_PRIOR),
+                           margin=(config.parameters or {}).get("margin", DEFAULT_MARGIN)), status
 
 
 # --- the review queue (/matches) -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from datetime import date, timedelta
 
@@ -111,6 +112,12 @@ def test_rejected_pair_stays_rejected_until_a_relevant_change_scores_higher(app,
     db.session.commit()
     match_trace(trace, changed=False)  # a full re-match keeps the decision
     assert proposals(trace_id=trace.id)[0].status == "rejected"
+    # A save that changes nothing that matters scores the same: as stored (4 decimals) not higher.
+    from matching.engine import _store, current_settings
+    proposal = proposals(trace_id=trace.id)[0]
+    _store(trace.id, [(case.id, proposal.rejected_score + 0.00004, [])], current_settings(), True, by_trace=True)
+    assert proposals(trace_id=trace.id)[0].status == "rejected"
+    db.session.rollback()
     update_case(case, caseworker, {"name_first": "Muhammad", "name_last": "Hassan", "sex": "male",
                                    "mother_name": "Amina Yusuf", "consent_for_tracing": True,
                                    "age": 9, "date_of_separation": TWO_YEARS_AGO}, case.version)
@@ -571,3 +578,70 @@ def test_the_asking_mothers_keys_follow_her_name_and_stop_when_the_trace_names_a
     update_trace(trace, officer, {**trace.data, "mother_name": "Amina Yusuf"}, trace.version)
     db.session.commit()
     assert name_keys("Amina") <= relative_keys() and not name_keys("Zainab") & relative_keys()
+
+
+def _scored(*pairs):
+    return [(case_id, score, [{"comparator": "names", "level": "variant", "weight": 1.0, "similarity": 1.0}])
+            for case_id, score in pairs]
+
+
+def test_a_possible_pair_far_behind_the_trace_s_best_is_not_proposed_until_the_best_is_rejected(tracer):
+    """Likely 3.0; possible -3.5 (6.5 bits behind: proposed); possible -6.5 (9.5 behind the best,
+    beyond the 7-bit margin: not proposed). Rejecting the best queues the trace's matching, and
+    measured against the best that is left, -6.5 comes back."""
+    from app.jobs.models import JobRecord
+    from matching import operations as ops
+    from matching.engine import _store, current_settings, probability
+    officer, caseworker = tracer
+    best, near, far = (register_child(caseworker, name_first=name) for name in ("Yusuf", "Idris", "Bilal"))
+    trace = search_for_child(officer, name_first="Tesfay", name_last="Gebremariam", age=15)
+    for p in proposals(trace_id=trace.id):
+        db.session.delete(p)
+    settings = current_settings()
+    assert settings.margin == 7.0 and probability(-6.5) >= settings.possible and probability(3.0) >= settings.likely
+    _store(trace.id, _scored((best.id, 3.0), (near.id, -3.5), (far.id, -6.5)), settings, True, by_trace=True)
+    db.session.commit()
+    assert {p.case_id: p.likelihood for p in proposals(trace_id=trace.id, status="pending")} == {
+        best.id: "likely", near.id: "possible"}
+    # A wider margin (an administrator's setting) proposes it.
+    wide = dataclasses.replace(settings, margin=20.0)
+    _store(trace.id, _scored((best.id, 3.0), (near.id, -3.5), (far.id, -6.5)), wide, True, by_trace=True)
+    assert far.id in {p.case_id for p in proposals(trace_id=trace.id, status="pending")}
+    _store(trace.id, _scored((best.id, 3.0), (near.id, -3.5), (far.id, -6.5)), settings, True, by_trace=True)
+    db.session.commit()
+    (held_back,) = proposals(trace_id=trace.id, case_id=far.id)
+    assert (held_back.status, held_back.decision_reason) == ("superseded", "outranked")
+    (top,) = proposals(trace_id=trace.id, case_id=best.id)
+    ops.reject_match(top, officer, "different_child")
+    db.session.commit()
+    assert db.session.execute(select(JobRecord).where(JobRecord.dedupe_key == f"rematch:trace:{trace.id}",
+                                                      JobRecord.status.in_(("pending", "queued")))).scalar()
+    _store(trace.id, _scored((best.id, 3.0), (near.id, -3.5), (far.id, -6.5)), settings, True, by_trace=True)
+    db.session.commit()
+    (back,) = proposals(trace_id=trace.id, case_id=far.id)
+    assert (back.status, back.decision_reason) == ("pending", None)
+
+
+def test_a_case_job_weighs_its_pair_against_the_trace_s_other_proposals(tracer):
+    """The trace's best pending proposal scores 3.0. A case job's pair at -6.5 is not proposed
+    (beyond the margin); at -3.5 it is; a pair at 12.0 (the new best by more than the margin)
+    queues the trace's own matching, which sends the proposals now too far behind out."""
+    from app.jobs.models import JobRecord
+    from matching.engine import _store, _store_for_case, current_settings
+    officer, caseworker = tracer
+    best, weak, strong = (register_child(caseworker, name_first=name) for name in ("Yusuf", "Idris", "Bilal"))
+    trace = search_for_child(officer, name_first="Tesfay", name_last="Gebremariam", age=15)
+    for p in proposals(trace_id=trace.id):
+        db.session.delete(p)
+    settings = current_settings()
+    _store(trace.id, _scored((best.id, 3.0)), settings, True, by_trace=True)
+    db.session.commit()
+    assert _store_for_case(weak.id, [(trace.id, -6.5, _scored(("x", 0))[0][2])], settings, True, {}) == []
+    assert len(_store_for_case(weak.id, [(trace.id, -3.5, _scored(("x", 0))[0][2])], settings, True, {})) == 1
+    db.session.commit()
+    queued = select(JobRecord).where(JobRecord.dedupe_key == f"rematch:trace:{trace.id}",
+                                     JobRecord.status.in_(("pending", "queued")))
+    assert db.session.execute(queued).scalar() is None
+    _store_for_case(strong.id, [(trace.id, 12.0, _scored(("x", 0))[0][2])], settings, True, {})
+    db.session.commit()
+    assert db.session.execute(queued).scalar() is not None

@@ -14,8 +14,8 @@ def test_settings_page_saves_a_new_engine_version(login_as):
     page = web.get("/admin/matching")
     assert page.status_code == 200
     before = current_settings().version
-    form = {"likely_threshold": "0.95", "possible_threshold": "0.4", "prior": "-9", "names.exact.m": "0.4",
-            "names.exact.u": "0.0004"}
+    form = {"likely_threshold": "0.95", "possible_threshold": "0.4", "prior": "-9", "margin": "10",
+            "names.exact.m": "0.4", "names.exact.u": "0.0004"}
     from matching.engine import DEFAULT_PARAMETERS
     for comparator, levels in DEFAULT_PARAMETERS.items():
         for level, (m, u) in levels.items():
@@ -24,9 +24,9 @@ def test_settings_page_saves_a_new_engine_version(login_as):
     response = web.form("/admin/matching", form, token_from="/admin/matching")
     assert response.status_code == 302
     settings = current_settings()
-    assert settings.version > before and settings.likely == 0.95
+    assert settings.version > before and settings.likely == 0.95 and settings.margin == 10.0
     config = db.session.get(MatchingConfig, settings.version)
-    assert config.parameters == {"names": {"exact": [0.4, 0.0004]}, "prior": -9.0}
+    assert config.parameters == {"names": {"exact": [0.4, 0.0004]}, "prior": -9.0, "margin": 10.0}
     assert db.session.execute(select(AuditEntry).where(AuditEntry.action == "matching.settings_changed")).first()
 
 
@@ -35,6 +35,13 @@ def test_bad_settings_are_refused_field_by_field(login_as):
     response = web.form("/admin/matching", {"likely_threshold": "0.2", "possible_threshold": "0.5", "prior": "x"},
                         token_from="/admin/matching")
     assert response.status_code == 422
+    from matching import operations as ops
+    try:
+        ops.save_settings(0.8, 0.01, {}, None, None, margin=-1.0)
+    except ops.SettingsError as error:
+        assert list(error.errors) == ["margin"]
+    else:
+        raise AssertionError("a negative margin was saved")
 
 
 def test_only_administrators_reach_the_settings(login_as):

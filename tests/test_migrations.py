@@ -123,28 +123,33 @@ def test_the_engine_defaults_of_this_release_get_their_own_settings_version(scra
         assert "release" in rows[1][4]
 
 
-def test_the_second_round_moves_only_the_untouched_possible_threshold(scratch_app):
-    """b37c6e0d5f17: a new settings version, a copy of the newest; `possible` 0.02 (the old
-    default) becomes 0.01, a threshold an administrator chose stays."""
+@pytest.mark.parametrize("before, revision, old, new, named", [
+    ("a26b5d9c4e06", "b37c6e0d5f17", 0.02, 0.01, "second round"),
+    ("b37c6e0d5f17", "c48d7f1e6a28", 0.01, 0.0025, "fourth round"),
+])
+def test_a_new_engine_round_moves_only_the_untouched_possible_threshold(scratch_app, before, revision, old, new,
+                                                                       named):
+    """A new settings version, a copy of the newest; `possible` at the old default becomes the
+    new default, a threshold an administrator chose stays."""
     select_all = text("SELECT likely_threshold, possible_threshold, parameters, note FROM matching_configs "
                       "ORDER BY id")
     insert = text("INSERT INTO matching_configs (created_at, likely_threshold, possible_threshold, parameters, "
                   "note) VALUES (CURRENT_TIMESTAMP, :likely, :possible, :parameters, 'before')")
     with scratch_app.app_context():
-        upgrade(revision="a26b5d9c4e06")
+        upgrade(revision=before)
         with db.engine.begin() as connection:
-            connection.execute(insert, {"likely": 0.8, "possible": 0.02, "parameters": '{"prior": -13.0}'})
-        upgrade(revision="b37c6e0d5f17")
+            connection.execute(insert, {"likely": 0.8, "possible": old, "parameters": '{"prior": -13.0}'})
+        upgrade(revision=revision)
         with db.engine.connect() as connection:
             rows = connection.execute(select_all).all()
         likely, possible, parameters, note = rows[-1]
         parameters = parameters if isinstance(parameters, dict) else json.loads(parameters)
-        assert len(rows) == 2 and (likely, possible, parameters) == (0.8, 0.01, {"prior": -13.0})
-        assert "second round" in note
-        downgrade(revision="a26b5d9c4e06")
+        assert len(rows) == 2 and (likely, possible, parameters) == (0.8, new, {"prior": -13.0})
+        assert named in note
+        downgrade(revision=before)
         with db.engine.begin() as connection:
             connection.execute(insert, {"likely": 0.9, "possible": 0.05, "parameters": "{}"})
-        upgrade(revision="b37c6e0d5f17")
+        upgrade(revision=revision)
         with db.engine.connect() as connection:
             likely, possible, _parameters, _note = connection.execute(select_all).all()[-1]
         assert (likely, possible) == (0.9, 0.05)
