@@ -1112,10 +1112,12 @@ def _memory_index() -> bool:
 
 def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings, frequencies: Mapping[str, float],
                  existing: Mapping[str, MatchProposal], ancestors=None) -> list[tuple[str, float, list | None]]:
-    """(id, score, explanation) for each (id, trace, case). Only pairs that will be stored (in a
-    band, or with a proposal already) are explained: the weight is the same either way. A pair
-    without a proposal that cannot reach the `possible` band carries an upper bound of its
-    weight (below the band) instead of the weight: it is not stored either way."""
+    """(id, score, explanation) for each (id, trace, case). Only pairs that are stored are
+    explained, when `_store` stores them: a pair in a band or with a proposal already carries
+    a function that explains it (most pairs in the `possible` band of a trace with a strong
+    candidate are outranked, never stored); the weight is the same either way. A pair without
+    a proposal that cannot reach the `possible` band carries an upper bound of its weight
+    (below the band) instead of the weight, and no explanation: it is not stored either way."""
     scored = []
     floor = score_floor(settings)
     for other_id, trace, case in pairs:
@@ -1123,9 +1125,14 @@ def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings
         score, evidence = compare(trace, case, settings, frequencies, ancestors, explain=False,
                                   floor=None if other_id in existing else floor)
         if other_id in existing or likelihood_of(probability(score), settings) is not None:
-            score, evidence = compare(trace, case, settings, frequencies, ancestors)
+            evidence = functools.partial(_explanation, trace, case, settings, frequencies, ancestors)
         scored.append((other_id, score, evidence))
     return scored
+
+
+def _explanation(trace: Person, case: Person, settings: Settings, frequencies: Mapping[str, float],
+                 ancestors) -> list[dict]:
+    return compare(trace, case, settings, frequencies, ancestors)[1]
 
 
 def _proposed_ids(scored: Iterable[tuple[str, float, list | None]], settings: Settings) -> set[str]:
@@ -1454,6 +1461,8 @@ def _store(trace_id: str, scored: list[tuple[str, float, list]], settings: Setti
         if band is not None:
             proposal.likelihood = band
         proposal.score, proposal.probability = round(score, 4), round(p, 6)
+        if callable(evidence):  # explained now that it is stored (`_score_pairs`)
+            evidence = evidence()
         proposal.comparison, proposal.engine_version, proposal.updated_at = evidence, settings.version, now
         if proposal.status == PENDING:
             pending.append(proposal)
