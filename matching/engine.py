@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -898,6 +898,17 @@ def _compatible(query: Attributes, other: Attributes) -> bool:
     return not (query.sex and other.sex and _OPPOSITE_SEX[query.sex] == other.sex)
 
 
+def lookups(token: BlockingToken) -> Iterator[tuple[str, str, float]]:
+    """(kind, key, weight) of each posting list a blocking token reads: its keys among the
+    records' names and their relatives' names, then the own name's spelling keys (a typo the
+    other keys miss)."""
+    for key in token.keys:
+        for kind in (NAME_KIND, RELATIVE_KIND):
+            yield kind, key, RELATIVE_TOKEN_WEIGHT if kind == RELATIVE_KIND or token.relative else token.weight
+    for key in token.spelling:
+        yield SPELLING_KIND, key, token.weight * SPELLING_TOKEN_WEIGHT
+
+
 def _is_common(count: int, total: int) -> bool:
     return count > max(COMMON_MIN, COMMON_SHARE * total)
 
@@ -919,35 +930,21 @@ def rank_candidates(tokens: list[BlockingToken], postings: Mapping[tuple[str, st
         own: set[str] | None = None if token.relative or token.keys in counted else set()
         if own is not None:
             counted.add(token.keys)
-        for key in token.keys:
-            for kind in (NAME_KIND, RELATIVE_KIND):
-                ids = postings.get((kind, key))
-                if not ids:
-                    continue
-                across = kind == RELATIVE_KIND or token.relative
-                count = counts.get((kind, key), 0) or 1
-                # Smoothed idf: a key every record holds still makes a candidate (a small database).
-                value = math.log((total + 1) / count) * (RELATIVE_TOKEN_WEIGHT if across else token.weight)
-                common = _is_common(count, total)
-                for record_id in ids:
-                    if common and not _compatible(query, attributes[record_id]):
-                        continue
-                    if best.get(record_id, -1.0) < value:
-                        best[record_id] = value
-                    if own is not None and kind == NAME_KIND:
-                        own.add(record_id)
-        for key in token.spelling:  # the own name's spelling: a typo the keys above missed
-            ids = postings.get((SPELLING_KIND, key))
+        for kind, key, weight in lookups(token):
+            ids = postings.get((kind, key))
             if not ids:
                 continue
-            count = counts.get((SPELLING_KIND, key), 0) or 1
-            value = math.log((total + 1) / count) * token.weight * SPELLING_TOKEN_WEIGHT
+            count = counts.get((kind, key), 0) or 1
+            # Smoothed idf: a key every record holds still makes a candidate (a small database).
+            value = math.log((total + 1) / count) * weight
             common = _is_common(count, total)
             for record_id in ids:
                 if common and not _compatible(query, attributes[record_id]):
                     continue
                 if best.get(record_id, -1.0) < value:
                     best[record_id] = value
+                if own is not None and kind == NAME_KIND:
+                    own.add(record_id)
         for record_id, value in best.items():
             score[record_id] = score.get(record_id, 0.0) + value
         for record_id in own or ():

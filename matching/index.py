@@ -59,11 +59,9 @@ from matching.engine import (
     FIRST_STAGE_POOL,
     PLACE_BONUS,
     RELATIVE_KIND,
-    RELATIVE_TOKEN_WEIGHT,
     SEX_PENALTY,
     SEX_SLIP_YEARS,
     SPELLING_KIND,
-    SPELLING_TOKEN_WEIGHT,
     Attributes,
     Person,
 )
@@ -74,8 +72,7 @@ REBUILD_MIN = 5_000
 DEFAULT_MAX_AGE = 900.0  # seconds (MATCHING_INDEX_MAX_AGE)
 _SEX_NUMBER = {"": 0, "male": 1, "female": 2}
 _PLACE_LEVELS = 3  # the place itself, one level up, two levels up: what PLACE_BONUS rewards
-_KINDS = (NAME_KIND, RELATIVE_KIND)  # looked up with a token's keys
-_STORED_KINDS = (*_KINDS, SPELLING_KIND)
+_KINDS = (NAME_KIND, RELATIVE_KIND, SPELLING_KIND)  # what engine.lookups reads
 
 Kind = tuple[str, str]
 
@@ -188,7 +185,7 @@ class RecordIndex:
     def _key_rows(self, ids: Iterable[str] | None) -> Iterator[tuple[str, str, str]]:
         rk = RecordKey.__table__.c
         query = select(rk.kind, rk.key, rk.record_id).where(rk.record_type == self.record_type,
-                                                             rk.kind.in_(_STORED_KINDS))
+                                                             rk.kind.in_(_KINDS))
         for query in engine.by_ids(query, rk.record_id, ids):
             yield from db.session.execute(query.execution_options(yield_per=20000))
 
@@ -343,28 +340,17 @@ class RecordIndex:
             own = None if token.relative or token.keys in counted else np.zeros(size, dtype=bool)
             if own is not None:
                 counted.add(token.keys)
-            for key in token.keys:
-                for kind in _KINDS:
-                    ids = self.postings.get((kind, key))
-                    if ids is None:
-                        continue
-                    across = kind == RELATIVE_KIND or token.relative
-                    count = self.counts.get((kind, key), 0) or 1
-                    value = math.log((total + 1) / count) * (RELATIVE_TOKEN_WEIGHT if across else token.weight)
-                    if engine._is_common(count, total):
-                        ids = ids[self._compatible(query, ids, opposite)]
-                    best[ids] = np.maximum(best[ids], value)
-                    if own is not None and kind == NAME_KIND:
-                        own[ids] = True
-            for key in token.spelling:  # as rank_candidates: the own name's spelling
-                ids = self.postings.get((SPELLING_KIND, key))
+            for kind, key, weight in engine.lookups(token):
+                ids = self.postings.get((kind, key))
                 if ids is None:
                     continue
-                count = self.counts.get((SPELLING_KIND, key), 0) or 1
-                value = math.log((total + 1) / count) * token.weight * SPELLING_TOKEN_WEIGHT
+                count = self.counts.get((kind, key), 0) or 1
+                value = math.log((total + 1) / count) * weight
                 if engine._is_common(count, total):
                     ids = ids[self._compatible(query, ids, opposite)]
                 best[ids] = np.maximum(best[ids], value)
+                if own is not None and kind == NAME_KIND:
+                    own[ids] = True
             if own is not None:
                 covered += own
             held = best > -1.0

@@ -580,9 +580,21 @@ def test_the_asking_mothers_keys_follow_her_name_and_stop_when_the_trace_names_a
     assert name_keys("Amina") <= relative_keys() and not name_keys("Zainab") & relative_keys()
 
 
+EXPLAINED = [{"comparator": "names", "level": "variant", "weight": 1.0, "similarity": 1.0}]
+
+
 def _scored(*pairs):
-    return [(case_id, score, [{"comparator": "names", "level": "variant", "weight": 1.0, "similarity": 1.0}])
-            for case_id, score in pairs]
+    return [(case_id, score, EXPLAINED) for case_id, score in pairs]
+
+
+def _three_cases_and_a_trace(tracer):
+    """Three registered children and a trace with no proposal yet (scores are given by the test)."""
+    officer, caseworker = tracer
+    cases = [register_child(caseworker, name_first=name) for name in ("Yusuf", "Idris", "Bilal")]
+    trace = search_for_child(officer, name_first="Tesfay", name_last="Gebremariam", age=15)
+    for p in proposals(trace_id=trace.id):
+        db.session.delete(p)
+    return officer, cases, trace, f"rematch:trace:{trace.id}"
 
 
 def test_a_possible_pair_far_behind_the_trace_s_best_is_not_proposed_until_the_best_is_rejected(tracer):
@@ -592,11 +604,7 @@ def test_a_possible_pair_far_behind_the_trace_s_best_is_not_proposed_until_the_b
     from app.jobs.models import JobRecord
     from matching import operations as ops
     from matching.engine import _store, current_settings, probability
-    officer, caseworker = tracer
-    best, near, far = (register_child(caseworker, name_first=name) for name in ("Yusuf", "Idris", "Bilal"))
-    trace = search_for_child(officer, name_first="Tesfay", name_last="Gebremariam", age=15)
-    for p in proposals(trace_id=trace.id):
-        db.session.delete(p)
+    officer, (best, near, far), trace, rematch = _three_cases_and_a_trace(tracer)
     settings = current_settings()
     assert settings.margin == 7.0 and probability(-6.5) >= settings.possible and probability(3.0) >= settings.likely
     _store(trace.id, _scored((best.id, 3.0), (near.id, -3.5), (far.id, -6.5)), settings, True, by_trace=True)
@@ -614,7 +622,7 @@ def test_a_possible_pair_far_behind_the_trace_s_best_is_not_proposed_until_the_b
     (top,) = proposals(trace_id=trace.id, case_id=best.id)
     ops.reject_match(top, officer, "different_child")
     db.session.commit()
-    assert db.session.execute(select(JobRecord).where(JobRecord.dedupe_key == f"rematch:trace:{trace.id}",
+    assert db.session.execute(select(JobRecord).where(JobRecord.dedupe_key == rematch,
                                                       JobRecord.status.in_(("pending", "queued")))).scalar()
     _store(trace.id, _scored((best.id, 3.0), (near.id, -3.5), (far.id, -6.5)), settings, True, by_trace=True)
     db.session.commit()
@@ -628,20 +636,16 @@ def test_a_case_job_weighs_its_pair_against_the_trace_s_other_proposals(tracer):
     queues the trace's own matching, which sends the proposals now too far behind out."""
     from app.jobs.models import JobRecord
     from matching.engine import _store, _store_for_case, current_settings
-    officer, caseworker = tracer
-    best, weak, strong = (register_child(caseworker, name_first=name) for name in ("Yusuf", "Idris", "Bilal"))
-    trace = search_for_child(officer, name_first="Tesfay", name_last="Gebremariam", age=15)
-    for p in proposals(trace_id=trace.id):
-        db.session.delete(p)
+    _officer, (best, weak, strong), trace, rematch = _three_cases_and_a_trace(tracer)
     settings = current_settings()
     _store(trace.id, _scored((best.id, 3.0)), settings, True, by_trace=True)
     db.session.commit()
-    assert _store_for_case(weak.id, [(trace.id, -6.5, _scored(("x", 0))[0][2])], settings, True, {}) == []
-    assert len(_store_for_case(weak.id, [(trace.id, -3.5, _scored(("x", 0))[0][2])], settings, True, {})) == 1
+    assert _store_for_case(weak.id, [(trace.id, -6.5, EXPLAINED)], settings, True, {}) == []
+    assert len(_store_for_case(weak.id, [(trace.id, -3.5, EXPLAINED)], settings, True, {})) == 1
     db.session.commit()
-    queued = select(JobRecord).where(JobRecord.dedupe_key == f"rematch:trace:{trace.id}",
+    queued = select(JobRecord).where(JobRecord.dedupe_key == rematch,
                                      JobRecord.status.in_(("pending", "queued")))
     assert db.session.execute(queued).scalar() is None
-    _store_for_case(strong.id, [(trace.id, 12.0, _scored(("x", 0))[0][2])], settings, True, {})
+    _store_for_case(strong.id, [(trace.id, 12.0, EXPLAINED)], settings, True, {})
     db.session.commit()
     assert db.session.execute(queued).scalar() is not None
