@@ -1238,22 +1238,30 @@ def _store_for_case(case_id: str, scored: list[tuple[str, float, list | None]], 
     trace's proposals: a case job writes only its own pairs)."""
     from matching.tasks import queue_trace_matching
     proposed = [trace_id for trace_id, score, _ in scored if likelihood_of(probability(score), settings)]
-    others: dict[str, float] = {}
-    for query in by_ids(select(MatchProposal.trace_id, func.max(MatchProposal.score)).where(
-            MatchProposal.status == PENDING, MatchProposal.case_id != case_id).group_by(MatchProposal.trace_id),
-            MatchProposal.trace_id, proposed):
-        others.update(db.session.execute(query).all())
+    # Per trace: the best score of its other pending proposals, and the lowest of its possible ones.
+    # (Every proposal of these traces is read, a few each, and filtered here: with the status in
+    # the query PostgreSQL reads the status index, every pending proposal, 40 ms at 100,000.)
+    others: dict[str, tuple[float, float | None]] = {}
+    for query in by_ids(select(MatchProposal.trace_id, MatchProposal.case_id, MatchProposal.status,
+                               MatchProposal.likelihood, MatchProposal.score), MatchProposal.trace_id, proposed):
+        for trace_id, other_case, status, likelihood, score in db.session.execute(query):
+            if status != PENDING or other_case == case_id:
+                continue
+            best, low = others.get(trace_id, (score, None))
+            if likelihood == POSSIBLE:
+                low = score if low is None else min(low, score)
+            others[trace_id] = (max(best, score), low)
     stored = []
     # In trace id order, as every job that marks several traces "match proposed" does:
     # two jobs locking the same traces never wait for each other in a circle.
     for trace_id, score, evidence in sorted(scored, key=lambda item: item[0]):
         proposal = existing.get(trace_id)
-        other_best = others.get(trace_id)
+        other_best, other_low = others.get(trace_id, (None, None))
         stored.extend(_store(trace_id, [(case_id, score, evidence)], settings, changed, by_trace=False,
                              existing={case_id: proposal} if proposal else {}, flush=False, mark=False,
                              best=score if other_best is None else max(score, other_best)))
-        if other_best is not None and trace_id in proposed and score - settings.margin > other_best:
-            queue_trace_matching(trace_id)
+        if other_low is not None and trace_id in proposed and other_low < score - settings.margin:
+            queue_trace_matching(trace_id)  # a possible proposal of the trace is now too far behind
     db.session.flush()
     _mark_many_proposed(proposal.trace_id for proposal in stored)
     return stored

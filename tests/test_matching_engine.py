@@ -632,8 +632,9 @@ def test_a_possible_pair_far_behind_the_trace_s_best_is_not_proposed_until_the_b
 
 def test_a_case_job_weighs_its_pair_against_the_trace_s_other_proposals(tracer):
     """The trace's best pending proposal scores 3.0. A case job's pair at -6.5 is not proposed
-    (beyond the margin); at -3.5 it is; a pair at 12.0 (the new best by more than the margin)
-    queues the trace's own matching, which sends the proposals now too far behind out."""
+    (beyond the margin); at -3.5 it is; a pair at 12.0 (the new best, and the possible -3.5 now
+    more than the margin behind it) queues the trace's own matching, which sends that one out.
+    A pair at 3.2 leaves every possible proposal within the margin: nothing to queue."""
     from app.jobs.models import JobRecord
     from matching.engine import _store, _store_for_case, current_settings
     _officer, (best, weak, strong), trace, rematch = _three_cases_and_a_trace(tracer)
@@ -646,6 +647,10 @@ def test_a_case_job_weighs_its_pair_against_the_trace_s_other_proposals(tracer):
     queued = select(JobRecord).where(JobRecord.dedupe_key == rematch,
                                      JobRecord.status.in_(("pending", "queued")))
     assert db.session.execute(queued).scalar() is None
-    _store_for_case(strong.id, [(trace.id, 12.0, EXPLAINED)], settings, True, {})
+    _store_for_case(strong.id, [(trace.id, 3.2, EXPLAINED)], settings, True, {})
+    db.session.commit()
+    assert db.session.execute(queued).scalar() is None
+    _store_for_case(strong.id, [(trace.id, 12.0, EXPLAINED)], settings, True,
+                    {p.trace_id: p for p in proposals(case_id=strong.id)})
     db.session.commit()
     assert db.session.execute(queued).scalar() is not None
