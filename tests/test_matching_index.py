@@ -249,6 +249,18 @@ def test_a_stale_index_never_proposes_a_case_whose_consent_was_withdrawn(make):
                                                               MatchProposal.status == PENDING)).scalars().all()
 
 
+def _searched_by_an_aunt(officer, aunt: str, child: dict):
+    """The trace of a tracing request an aunt made today for `child` (form values)."""
+    from datetime import date
+
+    from tracing.operations import create_tracing_request
+    request = create_tracing_request(officer, {"relation_name": aunt, "relation": "aunt_uncle",
+                                               "inquiry_date": date.today().isoformat(),
+                                               "consent_for_tracing": True}, [child])
+    db.session.flush()
+    return request.traces[0]
+
+
 def test_a_child_registered_with_only_her_given_name_outranks_namesakes_with_a_name_of_their_own(make):
     """Trace "Shabnum Asad Tokhi", 4; case "Shabnam" alone, 6: every name the case holds is in
     the trace. Twelve other "Shabnam"s of 4 have a family name the trace does not hold. Without
@@ -261,16 +273,9 @@ def test_a_child_registered_with_only_her_given_name_outranks_namesakes_with_a_n
                    "Azizi", "Haidari", "Nazari"):
         create_case(caseworker, {"name_first": "Shabnam", "name_last": family, "sex": "female", "age": 4,
                                  "consent_for_tracing": True})
-    from datetime import date
-
-    from tracing.operations import create_tracing_request
-    request = create_tracing_request(officer, {"relation_name": "Zarghuna Karimi", "relation": "aunt_uncle",
-                                               "inquiry_date": date.today().isoformat(),
-                                               "consent_for_tracing": True},
-                                     [{"name_first": "Shabnum", "name_middle": "Asad", "name_last": "Tokhi",
-                                       "sex": "female", "age": 4}])
-    db.session.flush()
-    person = engine.trace_person(request.traces[0])
+    trace = _searched_by_an_aunt(officer, "Zarghuna Karimi", {"name_first": "Shabnum", "name_middle": "Asad",
+                                                             "name_last": "Tokhi", "sex": "female", "age": 4})
+    person = engine.trace_person(trace)
     ranked = RecordIndex("case").candidates(person)
     assert ranked[0][0] == child.id
     assert engine.ranked_candidates(person, "case") == ranked
@@ -295,20 +300,13 @@ def test_a_typo_in_a_one_word_name_is_found_through_the_spelling_keys_in_both_pa
     child = create_case(caseworker, {"name_first": "Maryam", "sex": "female", "age": 1, "consent_for_tracing": True})
     other = create_case(caseworker, {"name_first": "Halima", "name_last": "Arbabi", "sex": "female", "age": 1,
                                      "consent_for_tracing": True})
-    from datetime import date
-
-    from tracing.operations import create_tracing_request
-    request = create_tracing_request(officer, {"relation_name": "Zara Mahamat", "relation": "aunt_uncle",
-                                               "inquiry_date": date.today().isoformat(),
-                                               "consent_for_tracing": True},
-                                     [{"name_first": "Marysm", "name_middle": "Arbab", "name_last": "Mahamat",
-                                       "sex": "female", "age": 1}])
-    db.session.flush()
+    trace = _searched_by_an_aunt(officer, "Zara Mahamat", {"name_first": "Marysm", "name_middle": "Arbab",
+                                                          "name_last": "Mahamat", "sex": "female", "age": 1})
     spelling = set(db.session.execute(select(RecordKey.key).where(
         RecordKey.record_id == child.id, RecordKey.kind == engine.SPELLING_KIND)).scalars())
     assert {"maryam", "marym", "mryam"} <= spelling
-    assert not engine.person_keys(engine.case_person(child)) & engine.person_keys(engine.trace_person(request.traces[0]))
-    person = engine.trace_person(request.traces[0])
+    assert not engine.person_keys(engine.case_person(child)) & engine.person_keys(engine.trace_person(trace))
+    person = engine.trace_person(trace)
     ranked = RecordIndex("case").candidates(person)
     assert child.id in dict(ranked) and other.id in dict(ranked)
     assert engine.ranked_candidates(person, "case") == ranked
