@@ -345,9 +345,9 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     With `explain=False` only the weight is computed (the explanation is None): most pairs
     a trace is compared with are never proposed, and the bulk re-match explains only those
     that are (the weight is the same either way). With a `floor` too, a pair that cannot
-    reach it stops before the parents' and inquirer's names (a third of the work) are
-    compared, and an upper bound of its weight below `floor` is returned instead of the
-    weight: about half of the candidates of a record stop there.
+    reach it stops before the parents' and inquirer's names (more than half of the work) are
+    compared, or after the mother's or the father's, as soon as what is left cannot lift it
+    to `floor`; an upper bound of its weight below `floor` is returned instead of the weight.
     """
     evidence: list[dict] = []
     summed = 0.0
@@ -425,9 +425,10 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     # name differs that is a brother or sister as often as the child: together they count for
     # at most SIBLING_FAMILY_CAP (each item is marked "family_shared" in the explanation).
     budget = [SIBLING_FAMILY_CAP] if given_level == "different" else None
-    if floor is not None and not explain:
-        most = settings.prior + summed + _family_bound(trace, case, settings.best, budget) \
-            + _categorical_bound(trace, case, settings.best)
+    bounded = floor is not None and not explain
+    if bounded:
+        categorical_most = _categorical_bound(trace, case, settings.best)
+        most = settings.prior + summed + _family_bound(trace, case, settings.best, budget) + categorical_most
         if most < floor - FLOOR_MARGIN:
             return most, None
 
@@ -447,6 +448,11 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
         if a and b:
             add_family(parent, cmp.compare_names(a, b))
             compared_parents.add(parent)
+            if bounded:  # checked again before each further name (the inquirer's costs most)
+                most = settings.prior + summed + categorical_most \
+                    + _family_bound(trace, case, settings.best, budget, after=parent)
+                if most < floor - FLOOR_MARGIN:
+                    return most, None
     if trace.inquirer_name:
         relatives = {"mother_name": case.mother_name, "father_name": case.father_name,
                      "caregiver_name": case.caregiver_name, "family_details": case.family_details,
@@ -474,12 +480,15 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
 FLOOR_MARGIN = 1e-6  # a bound this close to the floor is compared in full (rounding)
 
 
-def _family_bound(trace: Person, case: Person, best: Mapping[str, float], budget: list[float] | None) -> float:
-    """The most the parents' and inquirer's names can still add to a pair (see `compare`)."""
+def _family_bound(trace: Person, case: Person, best: Mapping[str, float], budget: list[float] | None,
+                  after: str | None = None) -> float:
+    """The most the parents' and inquirer's names can still add to a pair (see `compare`),
+    compared in this order: mother, father, inquirer; `after` one of them was compared,
+    only those after it are counted (`budget`, what the sibling cap still allows, is spent)."""
     most = 0.0
-    if trace.mother_name and case.mother_name:
+    if after is None and trace.mother_name and case.mother_name:
         most += best.get("mother_name", 0.0)
-    if trace.father_name and case.father_name:
+    if after != "father_name" and trace.father_name and case.father_name:
         most += best.get("father_name", 0.0)
     if trace.inquirer_name and (case.mother_name or case.father_name or case.caregiver_name or case.family_details):
         most += best.get("inquirer", 0.0)
@@ -496,9 +505,16 @@ def score_floor(settings: Settings) -> float | None:
     """The lowest weight whose probability reaches the `possible` band (None: every weight does)."""
     if settings.possible <= 0:
         return None
-    if settings.possible >= 1:
+    return _score_at(settings.possible)
+
+
+def _score_at(p: float) -> float:
+    """The weight whose probability is `p` (-inf for 0, inf for 1)."""
+    if p <= 0:
+        return -math.inf
+    if p >= 1:
         return math.inf
-    return math.log2(settings.possible / (1.0 - settings.possible)) / WEIGHT_SCALE
+    return math.log2(p / (1.0 - p)) / WEIGHT_SCALE
 
 
 def probability(score: float) -> float:
@@ -1108,23 +1124,69 @@ def _memory_index() -> bool:
 
 
 def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings, frequencies: Mapping[str, float],
-                 existing: Mapping[str, MatchProposal], ancestors=None) -> list[tuple[str, float, list | None]]:
-    """(id, score, explanation) for each (id, trace, case). Only pairs that are stored are
-    explained, when `_store` stores them: a pair in a band or with a proposal already carries
-    a function that explains it (most pairs in the `possible` band of a trace with a strong
-    candidate are outranked, never stored); the weight is the same either way. A pair without
-    a proposal that cannot reach the `possible` band carries an upper bound of its weight
-    (below the band) instead of the weight, and no explanation: it is not stored either way."""
+                 existing: Mapping[str, MatchProposal], ancestors=None,
+                 outrank: bool = False) -> tuple[list[tuple[str, float, list | None]], float | None]:
+    """(id, score, explanation) for each (id, trace, case), and the bar used (below).
+
+    Only pairs that are stored are explained, when `_store` stores them: a pair in a band or
+    with a proposal already carries a function that explains it (most pairs in the `possible`
+    band of a trace with a strong candidate are outranked, never stored); the weight is the
+    same either way. A pair without a proposal that cannot reach the `possible` band carries
+    an upper bound of its weight (below the band) instead of the weight, and no explanation:
+    it is not stored either way.
+
+    With `outrank` (all the pairs are one trace's candidates, best ranked first), a pair that
+    cannot come within the margin of the best pair scored so far, nor reach the `likely` band,
+    is outranked whatever its weight: it stops early too, and carries an upper bound below
+    that bar (`_store` then drops it as outranked). The highest bar so far is returned (None
+    when no pair stopped early against a bar above the `possible` band): it holds only if that
+    best pair is stored, which `_score_trace` checks."""
     scored = []
     floor = score_floor(settings)
+    likely = _score_at(settings.likely) if outrank else None
+    best = None
+    bar = None
     for other_id, trace, case in pairs:
-        # A pair with a proposal gets its true weight (a pending one that drops is stored so).
-        score, evidence = compare(trace, case, settings, frequencies, ancestors, explain=False,
-                                  floor=None if other_id in existing else floor)
-        if other_id in existing or likelihood_of(probability(score), settings) is not None:
+        known = other_id in existing
+        limit = None
+        if not known:  # a pair with a proposal gets its true weight (a pending one that drops is stored so)
+            limit = floor
+            if best is not None:
+                above = min(best - settings.margin, likely)
+                if floor is None or above > floor:
+                    limit = above
+        score, evidence = compare(trace, case, settings, frequencies, ancestors, explain=False, floor=limit)
+        if limit is None or score >= limit:  # the true weight (only a stopped pair's is a bound, below the limit)
+            if outrank and not (known and existing[other_id].status == REJECTED) and (best is None or score > best):
+                best = score
+        elif limit != floor:
+            bar = limit
+        if known or likelihood_of(probability(score), settings) is not None:
             evidence = functools.partial(_explanation, trace, case, settings, frequencies, ancestors)
         scored.append((other_id, score, evidence))
-    return scored
+    return scored, bar
+
+
+def _trace_pairs(person: Person, candidate_ids: list[str], index, settings: Settings,
+                 existing: Mapping[str, MatchProposal], outrank: bool = True):
+    """`_score_pairs` of a trace's candidates from the in-memory case `index` (best ranked first)."""
+    return _score_pairs(((case_id, person, index.persons[case_id]) for case_id in candidate_ids), settings,
+                        index.frequencies(person), existing, index.ancestors, outrank=outrank)
+
+
+def _eligible_scored(person: Person, candidate_ids: list[str], index, settings: Settings,
+                     existing: Mapping[str, MatchProposal], scored: list[tuple[str, float, list | None]],
+                     bar: float | None, eligible: set[str] | None = None) -> list[tuple[str, float, list | None]]:
+    """`scored` (`_trace_pairs`) without the pairs to cases no longer eligible (`_still_eligible`).
+    If the best pair its bar was set by is one of those (or rejected), the bar does not hold:
+    the candidates are scored again without it."""
+    kept = _still_eligible("case", scored, settings, eligible)
+    if bar is not None:
+        best = _best_of(kept, existing)
+        if best is None or best - settings.margin < bar:
+            scored, _ = _trace_pairs(person, candidate_ids, index, settings, existing, outrank=False)
+            kept = _still_eligible("case", scored, settings)
+    return kept
 
 
 def _explanation(trace: Person, case: Person, settings: Settings, frequencies: Mapping[str, float],
@@ -1170,10 +1232,10 @@ def match_trace(trace, changed: bool = True) -> list[MatchProposal]:
         settings = current_settings(index.total)
         existing = {p.case_id: p for p in db.session.execute(
             select(MatchProposal).where(MatchProposal.trace_id == trace.id)).scalars()}
-        scored = _score_pairs(((case_id, person, index.persons[case_id]) for case_id, _ in index.candidates(person)),
-                              settings, index.frequencies(person), existing, index.ancestors)
-        return _store(trace.id, _still_eligible("case", scored, settings), settings, changed, by_trace=True,
-                      existing=existing)
+        candidate_ids = [case_id for case_id, _ in index.candidates(person)]
+        scored, bar = _trace_pairs(person, candidate_ids, index, settings, existing)
+        scored = _eligible_scored(person, candidate_ids, index, settings, existing, scored, bar)
+        return _store(trace.id, scored, settings, changed, by_trace=True, existing=existing)
     settings = current_settings()
     candidate_ids = blocking_candidates(person, "case")  # matchable cases only (consent, not closed)
     cases = db.session.execute(select(Case).where(Case.id.in_(candidate_ids))).scalars().all() \
@@ -1209,7 +1271,7 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
             if candidate_ids else set()
         pairs = ((trace_id, traces.persons[trace_id], person) for trace_id in candidate_ids
                  if trace_id not in confirmed)  # a confirmed trace stops generating proposals
-        scored = _score_pairs(pairs, settings, cases.frequencies(person), existing, cases.ancestors)
+        scored, _ = _score_pairs(pairs, settings, cases.frequencies(person), existing, cases.ancestors)
         return _store_for_case(case.id, _still_eligible("trace", scored, settings), settings, changed, existing)
     settings = current_settings()
     candidate_ids = blocking_candidates(person, "trace")
@@ -1296,15 +1358,15 @@ def match_trace_ids(trace_ids: list[str], changed: bool = False, index=None) -> 
             continue
         person = trace_person(trace, trace_tags, request_tags)
         mine = existing.get(trace.id, {})
-        matched.append((trace.id, mine, _score_pairs(
-            ((case_id, person, index.persons[case_id]) for case_id, _ in index.candidates(person)),
-            settings, index.frequencies(person), mine, index.ancestors)))
-    eligible = _eligible_among("case", {case_id for _, _, scored in matched for case_id in _proposed_ids(scored, settings)})
+        candidate_ids = [case_id for case_id, _ in index.candidates(person)]
+        matched.append((trace.id, person, candidate_ids, mine, *_trace_pairs(person, candidate_ids, index, settings, mine)))
+    eligible = _eligible_among("case", {case_id for *_, scored, _bar in matched
+                                        for case_id in _proposed_ids(scored, settings)})
     pending = 0
     proposed = []
-    for trace_id, mine, scored in matched:
-        stored = _store(trace_id, _still_eligible("case", scored, settings, eligible), settings, changed,
-                        by_trace=True, existing=mine, flush=False, mark=False)
+    for trace_id, person, candidate_ids, mine, scored, bar in matched:
+        scored = _eligible_scored(person, candidate_ids, index, settings, mine, scored, bar, eligible)
+        stored = _store(trace_id, scored, settings, changed, by_trace=True, existing=mine, flush=False, mark=False)
         pending += len(stored)
         if stored:
             proposed.append(trace_id)

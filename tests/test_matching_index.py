@@ -249,6 +249,54 @@ def test_a_stale_index_never_proposes_a_case_whose_consent_was_withdrawn(make):
                                                               MatchProposal.status == PENDING)).scalars().all()
 
 
+def test_candidates_far_behind_the_best_stop_early_unless_the_best_is_no_longer_eligible(make):
+    """A trace's candidate that cannot come within the margin of its best candidate stops before
+    the rest of its comparison (an upper bound is kept, and it is not proposed). If that best
+    case turns out not to be eligible (the index behind the database), the bar does not hold:
+    the namesake is scored in full and proposed with its true score."""
+    from datetime import date
+
+    from sqlalchemy import update
+
+    from matching.models import PENDING, MatchProposal
+    from tracing.operations import create_tracing_request
+    agency = make.agency()
+    caseworker, officer = make.user("caseworker", agency=agency), make.user("tracing_officer", agency=agency)
+    child = create_case(caseworker, {"name_first": "Muhammad", "name_last": "Hassan", "sex": "male", "age": 9,
+                                     "mother_name": "Amina Yusuf", "father_name": "Hassan Ali",
+                                     "consent_for_tracing": True})
+    namesake = create_case(caseworker, {"name_first": "Mohamed", "name_last": "Hassan", "sex": "male", "age": 13,
+                                        "mother_name": "Halima Omar", "father_name": "Omar Said",
+                                        "consent_for_tracing": True})
+    request = create_tracing_request(officer, {"relation_name": "Zahra Yusuf", "relation": "aunt_uncle",
+                                               "inquiry_date": date.today().isoformat(), "consent_for_tracing": True},
+                                     [{"name_first": "Mohamed", "name_last": "Hasan", "sex": "male", "age": 9,
+                                       "mother_name": "Aminah Yousef", "father_name": "Hasan Ali"}])
+    db.session.commit()
+    trace = request.traces[0]
+    index = record_index("case")
+    settings = engine.current_settings(index.total)
+    person = engine.trace_person(trace)
+    ids = [child.id, namesake.id]  # best first, as the index ranks them
+    full = {case_id: score for case_id, score, _ in engine._trace_pairs(person, ids, index, settings, {}, outrank=False)[0]}
+    barred, bar = engine._trace_pairs(person, ids, index, settings, {})
+    barred = {case_id: score for case_id, score, _ in barred}
+    assert bar is not None and full[child.id] - settings.margin >= bar
+    assert barred[child.id] == full[child.id]
+    assert full[namesake.id] < barred[namesake.id] < bar  # stopped early: an upper bound below the bar
+    assert engine.likelihood_of(engine.probability(full[namesake.id]), settings) == "possible"  # ... outranked
+    assert [p.case_id for p in engine.match_trace(trace)] == [child.id]
+    # The child's consent withdrawn without the row's stamp moving: the index cannot see it.
+    db.session.execute(update(Case).where(Case.id == child.id).values(is_consent_for_tracing=False,
+                                                                      updated_at=child.updated_at))
+    assert record_index("case") is index
+    proposals = engine.match_trace(trace)
+    assert [p.case_id for p in proposals] == [namesake.id]
+    assert proposals[0].score == round(full[namesake.id], 4)
+    assert not db.session.execute(select(MatchProposal).where(MatchProposal.case_id == child.id,
+                                                              MatchProposal.status == PENDING)).scalars().all()
+
+
 def _searched_by_an_aunt(officer, aunt: str, child: dict):
     """The trace of a tracing request an aunt made today for `child` (form values)."""
     from datetime import date
