@@ -739,6 +739,7 @@ def names_one_person(relationship: str | None) -> bool:
     return normalize_name(relationship or "") in _RELATIONSHIP_FIELD
 
 
+@functools.lru_cache(maxsize=4096)
 def relationship_field(relationship: str | None) -> str | None:
     """The case field that records the relative `relationship` names ("mother" -> mother_name)."""
     return _RELATIONSHIP_FIELD.get(normalize_name(relationship or ""))

@@ -453,15 +453,16 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
                     + _family_bound(trace, case, settings.best, budget, after=parent)
                 if most < floor - FLOOR_MARGIN:
                     return most, None
-    if trace.inquirer_name:
+    # (the mother asking for her child is the trace's mother: when both records name her, she
+    # was compared above, and the inquirer adds nothing)
+    if trace.inquirer_name and cmp.relationship_field(trace.relationship) not in compared_parents:
         relatives = {"mother_name": case.mother_name, "father_name": case.father_name,
                      "caregiver_name": case.caregiver_name, "family_details": case.family_details,
                      "child_name": case.all_names_text}
         if any(relatives[k] for k in ("mother_name", "father_name", "caregiver_name", "family_details")):
             result = cmp.compare_relative_name(trace.inquirer_name, trace.relationship, relatives)
-            if result.details.get("compared_with") in compared_parents or \
-                    cmp.relationship_field(trace.relationship) in compared_parents:
-                pass  # the mother asking for her child is the trace's mother: already compared above
+            if result.details.get("compared_with") in compared_parents:
+                pass  # the inquirer found as the mother or father compared above
             elif str(result.level) != "different" or (not result.details.get("fallback")
                                                        and cmp.names_one_person(trace.relationship)):
                 # An aunt's name differing from the recorded mother's, or one sibling's from
@@ -491,7 +492,9 @@ def _family_bound(trace: Person, case: Person, best: Mapping[str, float], budget
     if after != "father_name" and trace.father_name and case.father_name:
         most += best.get("father_name", 0.0)
     if trace.inquirer_name and (case.mother_name or case.father_name or case.caregiver_name or case.family_details):
-        most += best.get("inquirer", 0.0)
+        asking = cmp.relationship_field(trace.relationship)  # already compared when both name this parent
+        if not (asking in ("mother_name", "father_name") and getattr(trace, asking) and getattr(case, asking)):
+            most += best.get("inquirer", 0.0)
     return min(most, budget[0]) if budget is not None else most
 
 
