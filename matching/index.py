@@ -325,85 +325,130 @@ class RecordIndex:
         return engine.rerank_by_own_name(pool, engine.own_name_token(person), self.own_names, limit)
 
     def first_stage(self, person: Person, limit: int) -> list[tuple[str, float]]:
-        """`engine.rank_candidates` over the whole index, with arrays: the same ids, scores and order."""
+        """`engine.rank_candidates` over the whole index, with arrays: the same ids, scores and order.
+
+        Only the positions the query's posting lists hold are looked at (a few thousand of the
+        index's records): their sorted union, the place of each list's positions in it, and
+        every score over that union, token by token in the same order (the same floating-point
+        sums as `rank_candidates`). The one array of the index's size, `slot`, is neither filled
+        nor scanned: written and read at those positions only."""
         query = engine.person_attributes(person, self.ancestors)
         total = self.total
-        size = len(self.ids)
-        score = np.zeros(size, dtype=np.float64)
-        touched = np.zeros(size, dtype=bool)
-        covered = np.zeros(size, dtype=np.int16)  # own-name tokens of the query found among a record's own names
         query_sex = _SEX_NUMBER[query.sex]
         opposite = _SEX_NUMBER[engine._OPPOSITE_SEX[query.sex]] if query.sex else -1
         counted: set[frozenset[str]] = set()  # a name written twice covers one name
+        parts: list[np.ndarray] = []  # the positions of each posting list read (a common key's filtered)
+        part_of: dict[Kind, int] = {}  # a list read by several tokens is read once
+        tokens: list[tuple[list[tuple[int, float]], list[int] | None]] = []  # per token: (part, value), own-name parts
         for token in engine.blocking_tokens(person):
-            best = np.full(size, -1.0, dtype=np.float64)  # as rank_candidates: a value must beat -1
-            own = None if token.relative or token.keys in counted else np.zeros(size, dtype=bool)
+            own = None if token.relative or token.keys in counted else []
             if own is not None:
                 counted.add(token.keys)
+            read: list[tuple[int, float]] = []
             for kind, key, weight in engine.lookups(token):
-                ids = self.postings.get((kind, key))
-                if ids is None:
-                    continue
-                count = self.counts.get((kind, key), 0) or 1
-                value = math.log((total + 1) / count) * weight
-                if engine._is_common(count, total):
-                    ids = ids[self._compatible(query, ids, opposite)]
-                best[ids] = np.maximum(best[ids], value)
+                kk = (kind, key)
+                part = part_of.get(kk)
+                count = self.counts.get(kk, 0) or 1
+                if part is None:
+                    ids = self.postings.get(kk)
+                    if ids is None:
+                        continue
+                    if engine._is_common(count, total):
+                        ids = ids.compress(self._compatible(query, ids, opposite))
+                    part = part_of[kk] = len(parts)
+                    parts.append(ids)
+                read.append((part, math.log((total + 1) / count) * weight))  # as rank_candidates
                 if own is not None and kind == NAME_KIND:
-                    own[ids] = True
-            if own is not None:
-                covered += own
-            held = best > -1.0
-            score[held] += best[held]
-            touched |= held
-        found = np.flatnonzero(touched & self.alive)
-        if not len(found):
+                    own.append(part)
+            tokens.append((read, own))
+        if not parts:
             return []
-        values = score[found]
+        # The union of the positions read (each list holds a position once), and where in it
+        # each list's positions are: `slot` is written at the union's positions and read only there.
+        held = np.sort(np.concatenate(parts))
+        first = np.empty(len(held), dtype=bool)
+        first[:1] = True
+        np.not_equal(held[1:], held[:-1], out=first[1:])
+        union = held.compress(first).astype(np.intp)  # int32 positions would be converted by every gather
+        size = len(union)
+        slot = np.empty(len(self.ids), dtype=np.intp)
+        slot[union] = np.arange(size)
+        places = [slot.take(ids) for ids in parts]
+        score = np.zeros(size, dtype=np.float64)
+        touched = np.zeros(size, dtype=bool)
+        covered = np.zeros(size, dtype=np.int16)  # own-name tokens of the query found among a record's own names
+        best = np.empty(size, dtype=np.float64)
+        for read, own in tokens:
+            best.fill(-1.0)  # as rank_candidates: a value must beat -1
+            for part, value in read:
+                np.maximum.at(best, places[part], value)
+            if own is not None:
+                mine = np.zeros(size, dtype=bool)
+                for part in own:
+                    mine[places[part]] = True
+                covered += mine
+            beaten = best > -1.0
+            touched |= beaten
+            # The records that hold the token get their value added, the others -0.0 (-1.0 * 0),
+            # which leaves any float as it is: the same sums as adding to the holders only.
+            np.multiply(best, beaten, out=best)
+            score += best
+        kept = np.flatnonzero(touched & self.alive.take(union))
+        if not len(kept):
+            return []
+        found = union.take(kept)
+        values = score.take(kept)  # a copy, adjusted in place below: the same operations as `rank_candidates`
         if query_sex:
-            other = self.sex[found]
-            values = np.where((other != 0) & (other != query_sex), values - SEX_PENALTY, values)
+            other = self.sex.take(found)
+            values[np.flatnonzero((other != 0) & (other != query_sex))] -= SEX_PENALTY
         if query.birth_year is not None:
-            years = self.birth[found]
-            known = ~np.isnan(years)
-            difference = np.abs(query.birth_year - np.where(known, years, 0.0))
-            tolerance = np.where(self.estimated[found] | query.estimated, AGE_TOLERANCE_ESTIMATED, AGE_TOLERANCE)
-            gap = difference - tolerance
-            values = np.where(known & (gap > 0), values - np.minimum(AGE_PENALTY_MAX, gap * AGE_PENALTY_PER_YEAR),
-                              values)
-            values = np.where(known & ~(gap > 0) & (difference <= 1.0), values + AGE_CLOSE_BONUS, values)
+            difference = np.abs(query.birth_year - self.birth.take(found))  # NaN: unknown, compares False
+            if query.estimated:
+                gap = difference - AGE_TOLERANCE_ESTIMATED
+            else:
+                tolerance = np.array([AGE_TOLERANCE, AGE_TOLERANCE_ESTIMATED])
+                gap = difference - tolerance.take(self.estimated.take(found).view(np.int8))
+            over = gap > 0
+            far = np.flatnonzero(over)
+            values[far] -= np.minimum(AGE_PENALTY_MAX, gap.take(far) * AGE_PENALTY_PER_YEAR)
+            values[np.flatnonzero(~over & (difference <= 1.0))] += AGE_CLOSE_BONUS
         if query.place:
             values = values + self._place_bonus(query.place, found)
-        names = self.names[found]
-        values = np.where((names > 0) & (covered[found] >= names), values + COVER_BONUS, values)
+        names = self.names.take(found)
+        values[np.flatnonzero((names > 0) & (covered.take(kept) >= names))] += COVER_BONUS
         if len(found) > limit:
             cut = np.partition(-values, limit - 1)[limit - 1]  # the limit-th best score, negated
             keep = -values <= cut  # ties at the cut stay: the order below decides among them
-            found, values = found[keep], values[keep]
-        ranked = sorted(((self.ids[i], float(v)) for i, v in zip(found.tolist(), values.tolist())),
+            found, values = found.compress(keep), values.compress(keep)
+        order = np.argsort(-values, kind="stable")  # nearly sorted already: the sort below compares little
+        ranked = sorted(zip(map(self.ids.__getitem__, found.take(order).tolist()), values.take(order).tolist()),
                         key=lambda item: (-item[1], item[0]))
         return ranked[:limit]
 
     def _compatible(self, query: Attributes, ids: np.ndarray, opposite: int) -> np.ndarray:
         """The second key of a common key: compatible sex and birth year (`engine._compatible`)."""
-        keep = self.sex[ids] != opposite
+        keep = self.sex.take(ids) != opposite
         if query.birth_year is not None:
-            years = self.birth[ids]
-            gap = np.abs(query.birth_year - years)  # NaN (unknown) compares False
-            keep = (keep | (gap <= SEX_SLIP_YEARS)) & (np.isnan(years) | (gap <= COMMON_MAX_YEARS))
+            gap = np.abs(self.birth.take(ids) - query.birth_year)  # NaN (unknown) compares False
+            keep |= gap <= SEX_SLIP_YEARS
+            keep &= ~(gap > COMMON_MAX_YEARS)
         return keep
 
     def _place_bonus(self, query_place: tuple[str, ...], found: np.ndarray) -> np.ndarray:
-        """`engine._place_bonus` for every found position: the best level a code is shared at."""
-        bonus = np.zeros(len(found), dtype=np.float64)
-        places = self.place[found]
+        """`engine._place_bonus` for every found position: the best level a code is shared at
+        (per level of the records' places, what each place number shares with the query; the
+        extra last entry, never written, is read for "no place", -1)."""
+        worth = np.zeros((_PLACE_LEVELS, len(self._place_numbers) + 1), dtype=np.float64)
         for i, code in enumerate(query_place[:_PLACE_LEVELS]):
             number = self._place_numbers.get(code)
             if number is None:
                 continue
             for j in range(_PLACE_LEVELS):
-                value = PLACE_BONUS.get(max(i, j), 0.0)
-                bonus = np.where(places[:, j] == number, np.maximum(bonus, value), bonus)
+                worth[j, number] = max(worth[j, number], PLACE_BONUS.get(max(i, j), 0.0))
+        places = self.place.take(found, axis=0)
+        bonus = worth[0].take(places[:, 0])
+        for j in range(1, _PLACE_LEVELS):
+            np.maximum(bonus, worth[j].take(places[:, j]), out=bonus)
         return bonus
 
     def frequencies(self, person: Person) -> dict[str, float]:
