@@ -453,6 +453,27 @@ def _collect_cached(
     return singles, joins
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What comparing a name needs besides its tokens, worked out once per name."""
+
+    singles: list[_Tok]
+    joins: list[_Tok]
+    core: tuple[bool, ...]  # per single token: core (nickname and other names are not, unless all are)
+    core_count: int
+    core_texts: tuple[str, ...]  # the core tokens, in order (what is left unpaired when nothing pairs)
+    position: dict[str, int]  # a token's position in the whole name (the last, for a token written twice)
+
+
+@functools.lru_cache(maxsize=262_144)
+def _shape(key: tuple[tuple[str, tuple[str, ...]], ...]) -> _Shape:
+    singles, joins = _collect_cached(key)
+    all_optional = all(t.optional for t in singles)
+    core = tuple(all_optional or not t.optional for t in singles)
+    return _Shape(singles, joins, core, sum(core), tuple(t.text for t, c in zip(singles, core) if c),
+                  {t.text: t.pos for t in singles})
+
+
 def compare_names(a_parts: NameParts, b_parts: NameParts) -> NameComparison:
     """Order-free comparison of two people's names.
 
@@ -522,7 +543,7 @@ def _assign(candidates: list[_Candidate]) -> tuple[list[_Candidate], set[int], s
     chosen: list[_Candidate] = []
     for cand in candidates:
         ta, tb = cand[1], cand[2]
-        if used_a.intersection(ta.members) or used_b.intersection(tb.members):
+        if not (used_a.isdisjoint(ta.members) and used_b.isdisjoint(tb.members)):
             continue
         used_a.update(ta.members)
         used_b.update(tb.members)
@@ -538,8 +559,9 @@ def _compare_names_cached(
     key_a: tuple[tuple[str, tuple[str, ...]], ...],
     key_b: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> NameComparison:
-    singles_a, joins_a = _collect_cached(key_a)
-    singles_b, joins_b = _collect_cached(key_b)
+    shape_a, shape_b = _shape(key_a), _shape(key_b)
+    singles_a, joins_a = shape_a.singles, shape_a.joins
+    singles_b, joins_b = shape_b.singles, shape_b.joins
     if not singles_a or not singles_b:
         return NameComparison(NameLevel.MISSING, 0.0)
 
@@ -554,17 +576,19 @@ def _compare_names_cached(
         loose_b = [t for i, t in enumerate(singles_b) if i not in strong_b]
         letters_a = {t.text[:1] for t in loose_a}
         letters_b = {t.text[:1] for t in loose_b}
-        useful_a = [j for j in joins_a if j.text[:1] in letters_b and not strong_a.intersection(j.members)]
-        useful_b = [j for j in joins_b if j.text[:1] in letters_a and not strong_b.intersection(j.members)]
+        useful_a = [j for j in joins_a if j.text[:1] in letters_b and strong_a.isdisjoint(j.members)]
+        useful_b = [j for j in joins_b if j.text[:1] in letters_a and strong_b.isdisjoint(j.members)]
         if useful_a or useful_b:
             extra = _candidates(useful_a, loose_b, True) + _candidates(loose_a, useful_b, True)
             if extra:
                 chosen, used_a, used_b = _assign(single_candidates + extra)
 
-    all_optional_a = all(t.optional for t in singles_a)
-    all_optional_b = all(t.optional for t in singles_b)
-    core_flags_a = [all_optional_a or not t.optional for t in singles_a]
-    core_flags_b = [all_optional_b or not t.optional for t in singles_b]
+    core_a, core_b = shape_a.core_count, shape_b.core_count
+    if not chosen:  # nothing pairs: what the steps below give for no pair, at once
+        return NameComparison(NameLevel.DIFFERENT, 0.0,
+                              {"extra_tokens": abs(core_a - core_b), "reordered": False, "swapped_fields": False},
+                              matches=(), unmatched_a=shape_a.core_texts, unmatched_b=shape_b.core_texts)
+    core_flags_a, core_flags_b = shape_a.core, shape_b.core
     matches: list[TokenMatch] = []
     weights_a = weights_b = 0.0
     for _order, ta, tb, level, sim, joined in chosen:
@@ -573,9 +597,8 @@ def _compare_names_cached(
         weights_a += sim * _core_members(ta.members, core_flags_a)
         weights_b += sim * _core_members(tb.members, core_flags_b)
 
-    core_a, core_b = sum(core_flags_a), sum(core_flags_b)
-    unmatched_a = tuple(t.text for i, t in enumerate(singles_a) if i not in used_a and core_flags_a[i])
-    unmatched_b = tuple(t.text for i, t in enumerate(singles_b) if i not in used_b and core_flags_b[i])
+    unmatched_a = tuple(t.text for i, t in enumerate(singles_a) if core_flags_a[i] and i not in used_a)
+    unmatched_b = tuple(t.text for i, t in enumerate(singles_b) if core_flags_b[i] and i not in used_b)
     similarity = round(min(1.0, (weights_a + weights_b) / (core_a + core_b)), 3)
 
     # The shorter name decides whether everything it says is confirmed.
@@ -585,7 +608,7 @@ def _compare_names_cached(
     relevant = [m for m in matches if not (m.field_a in ("nickname", "other") and m.field_b in ("nickname", "other"))]
     details = {
         "extra_tokens": abs(core_a - core_b),
-        "reordered": _reordered(matches, singles_a, singles_b),
+        "reordered": _reordered(matches, shape_a.position, shape_b.position),
         "swapped_fields": any(
             {m.field_a, m.field_b} == {"given", "family"} for m in matches
         ),
@@ -631,12 +654,10 @@ def _core_members(members: tuple[int, ...], core_flags: list[bool]) -> int:
     return sum(1 for i in members if core_flags[i])
 
 
-def _reordered(matches: list[TokenMatch], singles_a: list[_Tok], singles_b: list[_Tok]) -> bool:
+def _reordered(matches: list[TokenMatch], pos_a: Mapping[str, int], pos_b: Mapping[str, int]) -> bool:
     """True when paired tokens appear in a different relative order or field."""
     if any(m.field_a != m.field_b for m in matches):
         return True
-    pos_a = {t.text: t.pos for t in singles_a}
-    pos_b = {t.text: t.pos for t in singles_b}
     order = [pos_b.get(m.b, 0) for m in sorted(matches, key=lambda m: pos_a.get(m.a, 0))]
     return order != sorted(order)
 
