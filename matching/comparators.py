@@ -152,6 +152,7 @@ class CategoricalLevel(StrEnum):
 
 
 _TOKEN_RANK = {level: rank for rank, level in enumerate(TokenLevel)}
+_ONE_WORD_CHECKED = frozenset({NameLevel.VARIANT, NameLevel.PHONETIC, NameLevel.FUZZY_HIGH, NameLevel.FUZZY_LOW})
 _STRONG_TOKEN_LEVELS = frozenset(
     {
         TokenLevel.EXACT,
@@ -505,6 +506,33 @@ def compare_names(a_parts: NameParts, b_parts: NameParts) -> NameComparison:
     return _compare_names_cached(_parts_key(a_parts), _parts_key(b_parts))
 
 
+def compare_chain_names(a_parts: NameParts, b_parts: NameParts) -> NameComparison:
+    """`compare_names` for the name of a relative (a parent, the inquirer, a brother or sister
+    in the family details), written as a chain: own name, then father's, then grandfather's.
+
+    A one-word name found only as a later token of the other's chain is that person's father's
+    or grandfather's name, not theirs: "Hêmin" (a brother the case records) in "Fatime Hemin
+    Halo" (the sister asking) is their father. Such a pair is ``partial`` (the same family, not
+    the same person), not a full agreement. A one-word name found as the chain's own name (its
+    first token, or the first two joined: "Abdulrahman" / "Abdul Rahman Ali") keeps its level.
+    """
+    result = compare_names(a_parts, b_parts)
+    if result.level not in _ONE_WORD_CHECKED or len(result.matches) != 1:
+        return result
+    shape_a, shape_b = _shape(_parts_key(a_parts)), _shape(_parts_key(b_parts))
+    if shape_a.core_count == 1 and shape_b.core_count > 1:
+        longer, text = shape_b, result.matches[0].b
+    elif shape_b.core_count == 1 and shape_a.core_count > 1:
+        longer, text = shape_a, result.matches[0].a
+    else:
+        return result
+    own = longer.core_texts[0]
+    if text == own or (result.matches[0].joined and text.startswith(own)):
+        return result
+    return NameComparison(NameLevel.PARTIAL, result.similarity, {**result.details, "later_name": True},
+                          matches=result.matches, unmatched_a=result.unmatched_a, unmatched_b=result.unmatched_b)
+
+
 _Candidate = tuple[tuple[Any, ...], _Tok, _Tok, TokenLevel, float, bool]
 
 
@@ -828,7 +856,7 @@ def compare_relative_name(
     if sibling_chain:
         pairs.append(("child_name_chain", *sibling_chain))
     for target_field, query, target in pairs:
-        result = compare_names(query, target)
+        result = compare_chain_names(query, target)
         if best is None or (order.index(result.level), -result.similarity) < (
             order.index(best.level),
             -best.similarity,

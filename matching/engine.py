@@ -446,7 +446,7 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     for parent in ("mother_name", "father_name"):
         a, b = getattr(trace, parent), getattr(case, parent)
         if a and b:
-            add_family(parent, cmp.compare_names(a, b))
+            add_family(parent, cmp.compare_chain_names(a, b))
             compared_parents.add(parent)
             if bounded:  # checked again before each further name (the inquirer's costs most)
                 most = settings.prior + summed + categorical_most \

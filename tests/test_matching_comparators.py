@@ -9,6 +9,7 @@ from matching.comparators import (
     TokenLevel,
     compare_age,
     compare_categorical,
+    compare_chain_names,
     compare_dates,
     compare_given_names,
     compare_locations,
@@ -308,6 +309,26 @@ def test_family_details_by_relationship_and_fallback():
     fallback = compare_relative_name("Omar Ali", "grandfather", case)
     assert fallback.details["fallback"] is True
     assert fallback.level == NameLevel.EXACT
+
+
+def test_a_one_word_name_found_later_in_a_chain_is_the_father_not_the_person():
+    """From the benchmark's misranked traces: a sister "Fatime Hemin Halo" asking, and a case
+    recording a brother "Hêmin": Hemin is her father's name (the second name of her chain), not
+    the brother; it said "variant" (+6 bits) and put a stranger's case first."""
+    later = compare_chain_names("Hêmin", "Fatime Hemin Halo")
+    assert later.level == NameLevel.PARTIAL and later.details["later_name"] is True
+    assert compare_names("Hêmin", "Fatime Hemin Halo").level == NameLevel.VARIANT  # (the child's names: order-free)
+    assert compare_chain_names("Fatime Hemin Halo", "Hemin").level == NameLevel.PARTIAL  # either side
+    # The own name (first, or the first two joined) keeps its level; so do names of several words.
+    assert compare_chain_names("Fatima", "Fatime Hemin Halo").level in (NameLevel.VARIANT, NameLevel.PHONETIC)
+    assert compare_chain_names("Abdulrahman", "Abdul Rahman Ali").level in (NameLevel.VARIANT, NameLevel.PHONETIC)
+    assert compare_chain_names("Hemin Halo", "Fatime Hemin Halo").level == NameLevel.VARIANT
+    case = {"family_details": [{"name": "Hêmin", "relationship": "sibling"}], "child_name": "Aram Hiwa Doski"}
+    asking = compare_relative_name("Fatime Hemin Halo", "sibling", case)
+    assert asking.level == NameLevel.PARTIAL and asking.details["compared_with"] == "family_details[0]"
+    brother = compare_relative_name("Hemin Rashid", "sibling",
+                                    {"family_details": [{"name": "Hêmin", "relationship": "sibling"}]})
+    assert brother.level in (NameLevel.VARIANT, NameLevel.PHONETIC)
 
 
 def test_relative_missing():
