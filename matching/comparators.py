@@ -533,6 +533,14 @@ def compare_chain_names(a_parts: NameParts, b_parts: NameParts) -> NameCompariso
                           matches=result.matches, unmatched_a=result.unmatched_a, unmatched_b=result.unmatched_b)
 
 
+def chain_of(parts: NameParts) -> str | None:
+    """A child's names after its own name (the first core token), in reading order: in chain
+    naming (Somali, Arabic, Eritrean ...) its father's and grandfather's names. None when the
+    name has a single word."""
+    texts = _shape(_parts_key(parts)).core_texts
+    return " ".join(texts[1:]) if len(texts) > 1 else None
+
+
 _Candidate = tuple[tuple[Any, ...], _Tok, _Tok, TokenLevel, float, bool]
 
 

@@ -453,6 +453,13 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
                     + _family_bound(trace, case, settings.best, budget, after=parent)
                 if most < floor - FLOOR_MARGIN:
                     return most, None
+    chain = _father_and_chain(trace, case)
+    if chain is not None:
+        # The father's name recorded on one side only, and the other side's chain: agreeing, it
+        # is the father's name (disagreeing it says nothing: later names may be a family or clan name).
+        result = cmp.compare_chain_names(*chain)
+        if str(result.level) in FULLY_PAIRED_NAME_LEVELS:
+            add_family("father_name", result, {"compared_with": "child_name_chain"})
     # (the mother asking for her child is the trace's mother: when both records name her, she
     # was compared above, and the inquirer adds nothing)
     if trace.inquirer_name and cmp.relationship_field(trace.relationship) not in compared_parents:
@@ -489,13 +496,28 @@ def _family_bound(trace: Person, case: Person, best: Mapping[str, float], budget
     most = 0.0
     if after is None and trace.mother_name and case.mother_name:
         most += best.get("mother_name", 0.0)
-    if after != "father_name" and trace.father_name and case.father_name:
+    if after != "father_name" and ((trace.father_name and case.father_name) or _father_and_chain(trace, case)):
         most += best.get("father_name", 0.0)
     if trace.inquirer_name and (case.mother_name or case.father_name or case.caregiver_name or case.family_details):
         asking = cmp.relationship_field(trace.relationship)  # already compared when both name this parent
         if not (asking in ("mother_name", "father_name") and getattr(trace, asking) and getattr(case, asking)):
             most += best.get("inquirer", 0.0)
     return min(most, budget[0]) if budget is not None else most
+
+
+def _father_and_chain(trace: Person, case: Person) -> tuple[str, str] | None:
+    """(father's name, chain) when one side records the child by its own name alone, with its
+    father's name, and the other does not record the father but writes names after the child's
+    own name (`comparators.chain_of`: in chain naming, the father's and grandfather's), as
+    (trace side, case side). (When both sides write a chain, the whole-name comparison has
+    compared it already.)"""
+    if trace.father_name and not case.father_name and trace.core_token_count == 1:
+        chain = cmp.chain_of(case.names_key)
+        return (trace.father_name, chain) if chain else None
+    if case.father_name and not trace.father_name and case.core_token_count == 1:
+        chain = cmp.chain_of(trace.names_key)
+        return (chain, case.father_name) if chain else None
+    return None
 
 
 def _categorical_bound(trace: Person, case: Person, best: Mapping[str, float]) -> float:

@@ -337,6 +337,10 @@ def build_comparison(proposal: MatchProposal, user) -> dict:
             except (KeyError, ValueError):
                 continue
             explanations.append(match.explanation())
+        if levels.get("father_name", {}).get("compared_with") == "child_name_chain":
+            explanations.append(_("The father's name on one record agrees with the child's names after the "
+                                  "child's own name on the other: in chain naming, these are the father's and "
+                                  "grandfather's names."))
         if any(item.get("family_shared") for item in proposal.comparison or []):
             explanations.append(_("The parents' names agree but the child's own name differs: this may be a "
                                   "brother or sister, so the parents' names count for less."))

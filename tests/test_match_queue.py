@@ -248,3 +248,17 @@ def test_parents_counted_less_for_a_possible_sibling_are_explained(team):
     db.session.commit()
     html = team["web"].get(f"/matches/{wrong.id}").get_data(as_text=True)
     assert "this may be a brother or sister, so the parents&#39; names count for less" in html
+
+
+def test_a_fathers_name_found_in_the_childs_chain_is_explained(team):
+    """The engine compares a father's name recorded on one side with the child's names after the
+    own name on the other (chain naming): the comparison page says so in plain words."""
+    _trace, right, _wrong = two_candidates(team)
+    html = team["web"].get(f"/matches/{right.id}").get_data(as_text=True)
+    assert "in chain naming" not in html
+    right.comparison = [item for item in right.comparison if item["comparator"] != "father_name"] + [
+        {"comparator": "father_name", "level": "variant", "weight": 5.966, "similarity": 0.95,
+         "compared_with": "child_name_chain"}]
+    db.session.commit()
+    html = team["web"].get(f"/matches/{right.id}").get_data(as_text=True)
+    assert "in chain naming, these are the father&#39;s and grandfather&#39;s names" in html
