@@ -338,6 +338,15 @@ def _age_at(person: Person, when: date | None) -> float | None:
     return person.age
 
 
+AGES_APART = ("near", "different")  # age levels that also count after dates of birth that differ
+
+
+def _compare_ages(trace: Person, case: Person) -> cmp.Comparison:
+    return cmp.compare_age(_age_at(trace, trace.age_date), _age_at(case, case.age_date),
+                           estimated_a=trace.age_estimated, estimated_b=case.age_estimated,
+                           years_between=_years_between(trace, case))
+
+
 def compare(trace: Person, case: Person, settings: Settings, frequencies: Mapping[str, float] | None = None,
             ancestors=None, explain: bool = True, floor: float | None = None) -> tuple[float, list[dict] | None]:
     """The match weight of a pair and its per-comparator explanation, strongest first.
@@ -404,12 +413,20 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     if given_counts:
         add("given_name", given)
     add("sex", cmp.compare_sex(trace.sex, case.sex))
+    age = None
     if trace.date_of_birth and case.date_of_birth:
-        add("date_of_birth", cmp.compare_dates(trace.date_of_birth, case.date_of_birth))
+        born = cmp.compare_dates(trace.date_of_birth, case.date_of_birth)
+        add("date_of_birth", born)
+        if str(born.level) == "different":
+            # Dates that differ by more than a typo or a year: how far apart, as ages (with the
+            # tolerance of estimates): beyond it, the ages disagree too (a namesake years older).
+            age = _compare_ages(trace, case)
+            if str(age.level) not in AGES_APART:
+                age = None
     else:
-        add("age", cmp.compare_age(_age_at(trace, trace.age_date), _age_at(case, case.age_date),
-                                   estimated_a=trace.age_estimated, estimated_b=case.age_estimated,
-                                   years_between=_years_between(trace, case)))
+        age = _compare_ages(trace, case)
+    if age is not None:
+        add("age", age)
     if trace.locations and case.locations:
         ancestors = ancestors or _ancestors
         best = None

@@ -683,3 +683,24 @@ def test_a_fathers_name_meets_the_chain_of_a_child_registered_with_names_after_h
                                engine._weights({}))
     bound, _ = engine.compare(trace, chained, settings, explain=False, floor=score + 100)
     assert bound >= score - 1e-9
+
+
+def test_dates_of_birth_years_apart_also_count_as_ages_apart():
+    """From the benchmark's misranked traces: a namesake born four years earlier only lost the
+    weight of "dates of birth differ", as if it were a wrong day. Dates that differ are also
+    compared as ages (with the tolerance of estimates): years apart, the ages disagree too;
+    within the tolerance, nothing more is said."""
+    from datetime import date
+    registered = {"sex": "male", "age_date": date(2024, 3, 1)}
+    trace = _person("trace", names={"given": ["Zakariye"], "family": ["Abdi"]}, date_of_birth="2016-05-20",
+                    **registered)
+    far = _person("case", names={"given": ["Zakariye"], "family": ["Abdi"]}, date_of_birth="2012-10-22",
+                  **registered)
+    close = _person("case", names={"given": ["Zakariye"], "family": ["Abdi"]}, date_of_birth="2014-03-02",
+                    age_estimated=True, **registered)
+    far_score, far_evidence = _evidence(trace, far)
+    close_score, close_evidence = _evidence(trace, close)
+    assert far_evidence["date_of_birth"]["level"] == close_evidence["date_of_birth"]["level"] == "different"
+    assert far_evidence["age"]["level"] == "different" and far_evidence["age"]["weight"] < 0
+    assert "age" not in close_evidence
+    assert close_score > far_score
