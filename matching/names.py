@@ -537,7 +537,7 @@ def name_tokens(text: str | None) -> list[str]:
 # Multi-letter sequences first (longest first), then single letters. Upper case =
 # consonant class, lower case = vowel (or glide decided later).
 _DIGRAPHS = {
-    "sch": "X", "dzh": "J", "tch": "X",
+    "sch": "X", "dzh": "J", "tch": "X", "tsh": "X",  # Luba and Swahili tsh: Tshibangu / Chibangu / Tchibangu
     "sh": "X", "ch": "X", "zh": "J", "dj": "J", "dz": "Z", "kh": "K", "gh": "J",
     "th": "S", "dh": "D", "ph": "F", "ck": "K", "ts": "S", "tz": "S",
     # South Asian aspirates: the h only marks breath (Khadijha, Bhuiyan).

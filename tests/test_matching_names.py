@@ -524,3 +524,13 @@ def test_scholarly_article_and_persian_ezafe_are_dropped():
 def test_kurdish_and_urdu_letters_are_read(script, latin, expected):
     assert transliterate(script) == expected
     assert skeleton_key(script) == skeleton_key(latin)
+
+
+def test_luba_and_swahili_tsh_is_ch():
+    """Congolese names written Tsh in Luba orthography are written Ch or Tch elsewhere
+    (Tshibangu / Chibangu / Tchibangu, Tshimanga / Chimanga): one key, a phonetic pair."""
+    from matching.comparators import TokenLevel, compare_tokens
+    for a, b in (("tshibangu", "chibangu"), ("tshibangu", "tchibangu"), ("tshimanga", "chimanga")):
+        assert names.name_key(a) == names.name_key(b)
+        assert compare_tokens(a, b)[0] == TokenLevel.PHONETIC
+    assert names.name_key("tshimanga") != names.name_key("simanga")
