@@ -1166,8 +1166,8 @@ def _memory_index() -> bool:
 
 
 def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings, frequencies: Mapping[str, float],
-                 existing: Mapping[str, MatchProposal], ancestors=None,
-                 outrank: bool = False) -> tuple[list[tuple[str, float, list | None]], float | None]:
+                 existing: Mapping[str, MatchProposal], ancestors=None, outrank: bool = False,
+                 bars: Mapping[str, float] | None = None) -> tuple[list[tuple[str, float, list | None]], float | None]:
     """(id, score, explanation) for each (id, trace, case), and the bar used (below).
 
     Only pairs that are stored are explained, when `_store` stores them: a pair in a band or
@@ -1182,7 +1182,8 @@ def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings
     is outranked whatever its weight: it stops early too, and carries an upper bound below
     that bar (`_store` then drops it as outranked). The highest bar so far is returned (None
     when no pair stopped early against a bar above the `possible` band): it holds only if that
-    best pair is stored, which `_score_trace` checks."""
+    best pair is stored, which `_eligible_scored` checks. `bars` (a case's pairs, by trace id): the
+    bar of each pair given, the same way (its trace's best stored proposal less the margin)."""
     scored = []
     floor = score_floor(settings)
     likely = _score_at(settings.likely) if outrank else None
@@ -1193,10 +1194,9 @@ def _score_pairs(pairs: Iterable[tuple[str, Person, Person]], settings: Settings
         limit = None
         if not known:  # a pair with a proposal gets its true weight (a pending one that drops is stored so)
             limit = floor
-            if best is not None:
-                above = min(best - settings.margin, likely)
-                if floor is None or above > floor:
-                    limit = above
+            above = min(best - settings.margin, likely) if best is not None else (bars or {}).get(other_id)
+            if above is not None and (floor is None or above > floor):
+                limit = above
         score, evidence = compare(trace, case, settings, frequencies, ancestors, explain=False, floor=limit)
         if limit is None or score >= limit:  # the true weight (only a stopped pair's is a bound, below the limit)
             if outrank and not (known and existing[other_id].status == REJECTED) and (best is None or score > best):
@@ -1308,13 +1308,15 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
         candidate_ids = [trace_id for trace_id, _ in traces.candidates(person)]
         existing = {p.trace_id: p for p in db.session.execute(
             select(MatchProposal).where(MatchProposal.case_id == case.id)).scalars()}
-        confirmed = set(db.session.execute(select(MatchProposal.trace_id).where(
-            MatchProposal.trace_id.in_(candidate_ids), MatchProposal.status == CONFIRMED)).scalars()) \
-            if candidate_ids else set()
+        confirmed, others = _proposals_of_traces(candidate_ids, case.id)
         pairs = ((trace_id, traces.persons[trace_id], person) for trace_id in candidate_ids
                  if trace_id not in confirmed)  # a confirmed trace stops generating proposals
-        scored, _ = _score_pairs(pairs, settings, cases.frequencies(person), existing, cases.ancestors)
-        return _store_for_case(case.id, _still_eligible("trace", scored, settings), settings, changed, existing)
+        # A pair far behind its trace's best pending proposal (and not likely) is outranked: it stops early.
+        likely = _score_at(settings.likely)
+        bars = {trace_id: min(best - settings.margin, likely) for trace_id, (best, _low) in others.items()}
+        scored, _ = _score_pairs(pairs, settings, cases.frequencies(person), existing, cases.ancestors, bars=bars)
+        return _store_for_case(case.id, _still_eligible("trace", scored, settings), settings, changed, existing,
+                               others=others)
     settings = current_settings()
     candidate_ids = blocking_candidates(person, "trace")
     traces = [t for t in db.session.execute(select(Trace).where(Trace.id.in_(candidate_ids)).order_by(Trace.id)
@@ -1332,8 +1334,32 @@ def match_case(case, changed: bool = True) -> list[MatchProposal]:
     return _store_for_case(case.id, scored, settings, changed, existing)
 
 
+def _proposals_of_traces(trace_ids: Iterable[str], case_id: str,
+                         ) -> tuple[set[str], dict[str, tuple[float, float | None]]]:
+    """For a case's pairs with these traces: the traces with a confirmed match, and per trace
+    the best score of its pending proposals with other cases and the lowest of its possible
+    ones. (Every proposal of these traces is read, a few each, and filtered here: with the
+    status in the query PostgreSQL reads the status index, every pending proposal, 40 ms at
+    100,000.)"""
+    confirmed: set[str] = set()
+    others: dict[str, tuple[float, float | None]] = {}
+    for query in by_ids(select(MatchProposal.trace_id, MatchProposal.case_id, MatchProposal.status,
+                               MatchProposal.likelihood, MatchProposal.score), MatchProposal.trace_id, trace_ids):
+        for trace_id, other_case, status, likelihood, score in db.session.execute(query):
+            if status == CONFIRMED:
+                confirmed.add(trace_id)
+            if status != PENDING or other_case == case_id:
+                continue
+            best, low = others.get(trace_id, (score, None))
+            if likelihood == POSSIBLE:
+                low = score if low is None else min(low, score)
+            others[trace_id] = (max(best, score), low)
+    return confirmed, others
+
+
 def _store_for_case(case_id: str, scored: list[tuple[str, float, list | None]], settings: Settings, changed: bool,
-                    existing: Mapping[str, MatchProposal]) -> list[MatchProposal]:
+                    existing: Mapping[str, MatchProposal],
+                    others: Mapping[str, tuple[float, float | None]] | None = None) -> list[MatchProposal]:
     """Store a case's pair with each trace of `scored` ((trace id, score, explanation)); returns
     the pending proposals. A trace's best candidate is the better of this pair and the trace's
     other pending proposals (as stored): a `possible` pair more than the margin behind it is not
@@ -1341,30 +1367,22 @@ def _store_for_case(case_id: str, scored: list[tuple[str, float, list | None]], 
     matching, which sends its proposals now too far behind out (the trace's own job changes the
     trace's proposals: a case job writes only its own pairs)."""
     from matching.tasks import queue_trace_matching
-    proposed = [trace_id for trace_id, score, _ in scored if likelihood_of(probability(score), settings)]
-    # Per trace: the best score of its other pending proposals, and the lowest of its possible ones.
-    # (Every proposal of these traces is read, a few each, and filtered here: with the status in
-    # the query PostgreSQL reads the status index, every pending proposal, 40 ms at 100,000.)
-    others: dict[str, tuple[float, float | None]] = {}
-    for query in by_ids(select(MatchProposal.trace_id, MatchProposal.case_id, MatchProposal.status,
-                               MatchProposal.likelihood, MatchProposal.score), MatchProposal.trace_id, proposed):
-        for trace_id, other_case, status, likelihood, score in db.session.execute(query):
-            if status != PENDING or other_case == case_id:
-                continue
-            best, low = others.get(trace_id, (score, None))
-            if likelihood == POSSIBLE:
-                low = score if low is None else min(low, score)
-            others[trace_id] = (max(best, score), low)
+    proposed = {trace_id for trace_id, score, _ in scored if likelihood_of(probability(score), settings)}
+    if others is None:  # per trace: the best score of its other pending proposals, the lowest possible one
+        others = _proposals_of_traces(proposed, case_id)[1]
     stored = []
     # In trace id order, as every job that marks several traces "match proposed" does:
     # two jobs locking the same traces never wait for each other in a circle.
     for trace_id, score, evidence in sorted(scored, key=lambda item: item[0]):
         proposal = existing.get(trace_id)
+        if proposal is None and trace_id not in proposed:
+            continue  # nothing to store: no proposal, and the pair is in no band
         other_best, other_low = others.get(trace_id, (None, None))
-        stored.extend(_store(trace_id, [(case_id, score, evidence)], settings, changed, by_trace=False,
-                             existing={case_id: proposal} if proposal else {}, flush=False, mark=False,
-                             best=score if other_best is None else max(score, other_best)))
-        if other_low is not None and trace_id in proposed and other_low < score - settings.margin:
+        pending = _store(trace_id, [(case_id, score, evidence)], settings, changed, by_trace=False,
+                         existing={case_id: proposal} if proposal else {}, flush=False, mark=False,
+                         best=score if other_best is None else max(score, other_best))
+        stored.extend(pending)
+        if pending and other_low is not None and other_low < score - settings.margin:
             queue_trace_matching(trace_id)  # a possible proposal of the trace is now too far behind
     db.session.flush()
     _mark_many_proposed(proposal.trace_id for proposal in stored)

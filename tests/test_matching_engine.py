@@ -704,3 +704,26 @@ def test_dates_of_birth_years_apart_also_count_as_ages_apart():
     assert far_evidence["age"]["level"] == "different" and far_evidence["age"]["weight"] < 0
     assert "age" not in close_evidence
     assert close_score > far_score
+
+
+def test_a_case_pair_far_behind_its_traces_best_proposal_stops_early():
+    """A case job knows each trace's best stored proposal: a pair that cannot come within the
+    margin of it (nor be likely) is outranked whatever its weight, so it stops before the parents'
+    names with a bound below that bar; a pair with a proposal is always weighed in full."""
+    from matching import engine
+    settings = engine.Settings(1, engine.DEFAULT_LIKELY, engine.DEFAULT_POSSIBLE, engine.DEFAULT_PRIOR,
+                               engine._weights({}))
+    trace = _person("trace", id="t1", names={"given": ["Mohamed"], "family": ["Hasan"]}, sex="male", age=9,
+                    mother_name="Aminah Yousef", father_name="Hasan Ali")
+    namesake = _person("case", names={"given": ["Mohamed"], "family": ["Hassan"]}, sex="male", age=13,
+                       mother_name="Halima Omar", father_name="Omar Said")
+    weight, _ = engine.compare(trace, namesake, settings, explain=False)
+    bar = weight + 12.0  # the trace's best proposal is far ahead: outranked (and the father still to compare)
+    assert engine.likelihood_of(engine.probability(weight), settings) == "possible"
+    (scored_id, bound, _evidence), = engine._score_pairs([("t1", trace, namesake)], settings, {}, {},
+                                                         bars={"t1": bar})[0]
+    assert scored_id == "t1" and weight < bound < bar
+    known = {"t1": object()}  # a pair with a proposal: its true weight
+    (_id, exact, _evidence), = engine._score_pairs([("t1", trace, namesake)], settings, {}, known,
+                                                   bars={"t1": bar})[0]
+    assert exact == weight
