@@ -357,7 +357,7 @@ def _clear_caches() -> None:
         names._alternate_skeletons,  # noqa: SLF001
         comparators.compare_tokens,
         comparators._info,  # noqa: SLF001
-        comparators._collect_cached,  # noqa: SLF001
+        comparators._shape,  # noqa: SLF001
     ):
         fn.cache_clear()
 

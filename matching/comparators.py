@@ -424,8 +424,15 @@ def _collect(parts: NameParts) -> tuple[list[_Tok], list[_Tok]]:
     return _collect_cached(_parts_key(parts))
 
 
-@functools.lru_cache(maxsize=262_144)
 def _collect_cached(
+    key: tuple[tuple[str, tuple[str, ...]], ...],
+) -> tuple[list[_Tok], list[_Tok]]:
+    """(single tokens, adjacent-pair joins) of a name key, from its cached `_shape`."""
+    shape = _shape(key)
+    return shape.singles, shape.joins
+
+
+def _tokens_of(
     key: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> tuple[list[_Tok], list[_Tok]]:
     singles: list[_Tok] = []
@@ -463,16 +470,16 @@ class _Shape:
     core: tuple[bool, ...]  # per single token: core (nickname and other names are not, unless all are)
     core_count: int
     core_texts: tuple[str, ...]  # the core tokens, in order (what is left unpaired when nothing pairs)
-    position: dict[str, int]  # a token's position in the whole name (the last, for a token written twice)
 
 
+# One cache for a name's tokens and shape (two caches of 262,144 names held about 100 MB more
+# in each process of a full re-match at 100,000).
 @functools.lru_cache(maxsize=262_144)
 def _shape(key: tuple[tuple[str, tuple[str, ...]], ...]) -> _Shape:
-    singles, joins = _collect_cached(key)
+    singles, joins = _tokens_of(key)
     all_optional = all(t.optional for t in singles)
     core = tuple(all_optional or not t.optional for t in singles)
-    return _Shape(singles, joins, core, sum(core), tuple(t.text for t, c in zip(singles, core) if c),
-                  {t.text: t.pos for t in singles})
+    return _Shape(singles, joins, core, sum(core), tuple(t.text for t, c in zip(singles, core) if c))
 
 
 def compare_names(a_parts: NameParts, b_parts: NameParts) -> NameComparison:
@@ -644,7 +651,7 @@ def _compare_names_cached(
     relevant = [m for m in matches if not (m.field_a in ("nickname", "other") and m.field_b in ("nickname", "other"))]
     details = {
         "extra_tokens": abs(core_a - core_b),
-        "reordered": _reordered(matches, shape_a.position, shape_b.position),
+        "reordered": _reordered(matches, singles_a, singles_b),
         "swapped_fields": any(
             {m.field_a, m.field_b} == {"given", "family"} for m in matches
         ),
@@ -690,10 +697,12 @@ def _core_members(members: tuple[int, ...], core_flags: list[bool]) -> int:
     return sum(1 for i in members if core_flags[i])
 
 
-def _reordered(matches: list[TokenMatch], pos_a: Mapping[str, int], pos_b: Mapping[str, int]) -> bool:
+def _reordered(matches: list[TokenMatch], singles_a: list[_Tok], singles_b: list[_Tok]) -> bool:
     """True when paired tokens appear in a different relative order or field."""
     if any(m.field_a != m.field_b for m in matches):
         return True
+    pos_a = {t.text: t.pos for t in singles_a}  # (the last position of a token written twice)
+    pos_b = {t.text: t.pos for t in singles_b}
     order = [pos_b.get(m.b, 0) for m in sorted(matches, key=lambda m: pos_a.get(m.a, 0))]
     return order != sorted(order)
 
