@@ -421,10 +421,10 @@ name_parts_key = _parts_key
 
 def _collect(parts: NameParts) -> tuple[list[_Tok], list[_Tok]]:
     """(single tokens, adjacent-pair joins) of a name given as a dict of fields or a string."""
-    return _collect_cached(_parts_key(parts))
+    return _collect_key(_parts_key(parts))
 
 
-def _collect_cached(
+def _collect_key(
     key: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> tuple[list[_Tok], list[_Tok]]:
     """(single tokens, adjacent-pair joins) of a name key, from its cached `_shape`."""
@@ -714,7 +714,7 @@ def _own_name_tokens(parts: NameParts) -> tuple[list[_Tok], list[_Tok]]:
         given = next((values for field_name, values in key if field_name == "given"), ())
         if not any(name_tokens(g) for g in given):
             return [], []
-    singles, joins = _collect_cached(key)
+    singles, joins = _collect_key(key)
     core = [t for t in singles if not t.optional]
     return core, [j for j in joins if not j.optional]
 
