@@ -1514,13 +1514,17 @@ def _chunk_worker_match(chunk: list[str], changed: bool) -> tuple[int, int]:
 
 
 def _withdraw(trace_id: str | None = None, case_id: str | None = None) -> None:
-    """Pending proposals of a record that may no longer be matched are superseded."""
+    """Pending proposals of a record that may no longer be matched are superseded. A case's
+    traces are matched again: the candidates held back behind it (the margin) come forward."""
+    from matching.tasks import queue_trace_matching
     query = select(MatchProposal).where(MatchProposal.status == PENDING)
     query = query.where(MatchProposal.trace_id == trace_id) if trace_id else query.where(
         MatchProposal.case_id == case_id)
     for proposal in db.session.execute(query).scalars():
         proposal.status, proposal.updated_at = SUPERSEDED, utcnow()
         proposal.decision_reason = "not_matchable"
+        if case_id:
+            queue_trace_matching(proposal.trace_id)
 
 
 # Superseded proposals that come back as pending when their pair is proposed again.

@@ -630,6 +630,30 @@ def test_a_possible_pair_far_behind_the_trace_s_best_is_not_proposed_until_the_b
     assert (back.status, back.decision_reason) == ("pending", None)
 
 
+def test_a_case_no_longer_matchable_brings_forward_the_candidates_held_back_behind_it(tracer):
+    """The trace's best case withdraws its consent (or is closed): its proposal is superseded and
+    the trace is matched again, so a candidate held back behind it (beyond the margin) comes back."""
+    from app.jobs.models import JobRecord
+    from matching.engine import _store, current_settings, match_case
+    _officer, (best, near, far), trace, rematch = _three_cases_and_a_trace(tracer)
+    settings = current_settings()
+    _store(trace.id, _scored((best.id, 3.0), (far.id, -6.5)), settings, True, by_trace=True)
+    db.session.commit()
+    assert {p.case_id for p in proposals(trace_id=trace.id, status="pending")} == {best.id}
+    queued = select(JobRecord).where(JobRecord.dedupe_key == rematch, JobRecord.status.in_(("pending", "queued")))
+    assert db.session.execute(queued).scalar() is None
+    best.is_consent_for_tracing = False
+    assert match_case(best) == []
+    db.session.commit()
+    (withdrawn,) = proposals(trace_id=trace.id, case_id=best.id)
+    assert (withdrawn.status, withdrawn.decision_reason) == ("superseded", "not_matchable")
+    assert db.session.execute(queued).scalar() is not None
+    _store(trace.id, _scored((far.id, -6.5)), settings, True, by_trace=True)  # what that job finds now
+    db.session.commit()
+    (back,) = proposals(trace_id=trace.id, case_id=far.id)
+    assert (back.status, back.decision_reason) == ("pending", None)
+
+
 def test_a_case_job_weighs_its_pair_against_the_trace_s_other_proposals(tracer):
     """The trace's best pending proposal scores 3.0. A case job's pair at -6.5 is not proposed
     (beyond the margin); at -3.5 it is; a pair at 12.0 (the new best, and the possible -3.5 now
