@@ -419,22 +419,10 @@ def _parts_key(parts: NameParts) -> tuple[tuple[str, tuple[str, ...]], ...]:
 name_parts_key = _parts_key
 
 
-def _collect(parts: NameParts) -> tuple[list[_Tok], list[_Tok]]:
-    """(single tokens, adjacent-pair joins) of a name given as a dict of fields or a string."""
-    return _collect_key(_parts_key(parts))
-
-
-def _collect_key(
-    key: tuple[tuple[str, tuple[str, ...]], ...],
-) -> tuple[list[_Tok], list[_Tok]]:
-    """(single tokens, adjacent-pair joins) of a name key, from its cached `_shape`."""
-    shape = _shape(key)
-    return shape.singles, shape.joins
-
-
 def _tokens_of(
     key: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> tuple[list[_Tok], list[_Tok]]:
+    """(single tokens, adjacent-pair joins) of a name key (read through its cached `_shape`)."""
     singles: list[_Tok] = []
     joins: list[_Tok] = []
     ordered = sorted(key, key=lambda kv: NAME_FIELDS.index(kv[0]) if kv[0] in NAME_FIELDS else 99)
@@ -714,7 +702,8 @@ def _own_name_tokens(parts: NameParts) -> tuple[list[_Tok], list[_Tok]]:
         given = next((values for field_name, values in key if field_name == "given"), ())
         if not any(name_tokens(g) for g in given):
             return [], []
-    singles, joins = _collect_key(key)
+    shape = _shape(key)
+    singles, joins = shape.singles, shape.joins
     core = [t for t in singles if not t.optional]
     return core, [j for j in joins if not j.optional]
 
