@@ -157,6 +157,7 @@ class Person:
     age_estimated: bool = False
     age_date: date | None = None       # the date the age refers to
     date_of_birth: str | None = None
+    dob_approximate: bool = False      # the date of birth marked approximate (worked out from an age)
     locations: list[str] = field(default_factory=list)
     date_of_separation: str | None = None
     mother_name: str | None = None
@@ -178,8 +179,10 @@ class Person:
         return cmp.name_parts_key(self.names)
 
     @property
-    def all_names_text(self) -> str:
-        return " ".join(token for values in self.names.values() for token in values)
+    def core_names_text(self) -> str:
+        """The given, middle, family and full names in reading order (not the nickname nor
+        other names: another spelling of the name is not its chain)."""
+        return " ".join(value for part in _CORE_NAME_PARTS for value in self.names.get(part, []))
 
 
 def _tagged(record_type: str) -> dict[str, list[str]]:
@@ -222,8 +225,8 @@ def person_from(record_type: str, record_id: str, data: Mapping, created_at: dat
         person.age = float(age) if age is not None else None
     except (TypeError, ValueError):
         person.age = None
-    person.age_estimated = bool(data.get("age_is_estimated")) or any(
-        data.get(f"{key}_approximate") for key in tags["date_of_birth"])
+    person.dob_approximate = any(data.get(f"{key}_approximate") for key in tags["date_of_birth"])
+    person.age_estimated = bool(data.get("age_is_estimated")) or person.dob_approximate
     dob = _first(data, tags["date_of_birth"])
     person.date_of_birth = str(dob) if dob else None
     person.locations = [str(data[key]) for key in tags["location"] if data.get(key)]
@@ -414,7 +417,7 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
         add("given_name", given)
     add("sex", cmp.compare_sex(trace.sex, case.sex))
     age = None
-    if trace.date_of_birth and case.date_of_birth:
+    if trace.date_of_birth and case.date_of_birth and not (trace.dob_approximate or case.dob_approximate):
         born = cmp.compare_dates(trace.date_of_birth, case.date_of_birth)
         add("date_of_birth", born)
         if str(born.level) == "different":
@@ -482,7 +485,7 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     if trace.inquirer_name and cmp.relationship_field(trace.relationship) not in compared_parents:
         relatives = {"mother_name": case.mother_name, "father_name": case.father_name,
                      "caregiver_name": case.caregiver_name, "family_details": case.family_details,
-                     "child_name": case.all_names_text}
+                     "child_name": case.core_names_text}
         if any(relatives[k] for k in ("mother_name", "father_name", "caregiver_name", "family_details")):
             result = cmp.compare_relative_name(trace.inquirer_name, trace.relationship, relatives)
             if result.details.get("compared_with") in compared_parents:
@@ -915,8 +918,8 @@ def person_attributes(person: Person, ancestors=None) -> Attributes:
     place = tuple((ancestors or _ancestors)(person.locations[0])) if person.locations else ()
     born = _as_date(person.date_of_birth)
     if born is not None:
-        return Attributes(_sex_code(person.sex), born.year + born.timetuple().tm_yday / 366.0, False, place,
-                          person.core_token_count)
+        return Attributes(_sex_code(person.sex), born.year + born.timetuple().tm_yday / 366.0,
+                          person.dob_approximate, place, person.core_token_count)
     return Attributes(_sex_code(person.sex), _year_of(person.age_date, person.age), person.age_estimated, place,
                       person.core_token_count)
 

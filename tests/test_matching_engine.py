@@ -730,6 +730,46 @@ def test_dates_of_birth_years_apart_also_count_as_ages_apart():
     assert close_score > far_score
 
 
+def test_an_approximate_date_of_birth_is_compared_as_an_age():
+    """From the benchmark's misranked traces: a case registered "about 2" gets the date of birth
+    1 January of that year, marked approximate. Against the relative's real date of birth it
+    counted as a date that differs (-3 bits) and the child fell behind a namesake. An approximate
+    date is compared as an age, with the tolerance of an estimate; an exact pair still as dates."""
+    from datetime import date
+    from matching import engine
+    trace = _person("trace", names={"given": ["Sahro"], "family": ["Guled"]}, sex="female", age=2,
+                    date_of_birth="2017-10-06", age_date=date(2021, 11, 21))
+    estimated = _person("case", names={"given": ["Sahro"], "family": ["Guuled"]}, sex="female", age=2,
+                        date_of_birth="2019-01-01", dob_approximate=True, age_estimated=True,
+                        age_date=date(2021, 12, 1))
+    _score, evidence = _evidence(trace, estimated)
+    assert "date_of_birth" not in evidence and evidence["age"]["level"] == "within_tolerance"
+    exact = dataclasses.replace(estimated, dob_approximate=False, age_estimated=False)
+    assert _evidence(trace, exact)[1]["date_of_birth"]["level"] == "different"
+    tags = {tag: [] for tag in ("sex", "age", "date_of_birth", "location", "date_of_separation", "mother_name",
+                                "father_name", "caregiver_name", *engine.NAME_PARTS, *engine.CATEGORICAL)}
+    tags["date_of_birth"] = ["date_of_birth"]
+    read = engine.person_from("case", "c1", {"date_of_birth": "2019-01-01", "date_of_birth_approximate": True},
+                              None, tags)
+    assert read.dob_approximate and read.age_estimated
+    assert engine.person_attributes(read).estimated  # the first stage's birth year is an estimate too
+
+
+def test_other_names_are_not_read_as_the_childs_chain():
+    """From the benchmark's misranked traces: a case "Yacoub" with the other name "يعقوب محمد"
+    (his name in Arabic script) was read as the chain "Yacoub, son of Yacoub Mohamed", and a
+    father "Abakar Yakub Muhammad" asking for another child met it. Only the given, middle,
+    family and full names make the chain a father's name is compared with."""
+    trace = _person("trace", names={"given": ["Hasaballah"]}, sex="male", age=2,
+                    inquirer_name="Abakar Yakub Muhammad", relationship="father")
+    other = _person("case", names={"given": ["Yacoub"], "other": ["يعقوب محمد"]}, sex="male", age=2,
+                    caregiver_name="Hawa Adam")
+    assert "inquirer" not in _evidence(trace, other)[1]
+    chained = _person("case", names={"given": ["Yacoub"], "family": ["يعقوب محمد"]}, sex="male", age=2,
+                      caregiver_name="Hawa Adam")
+    assert _evidence(trace, chained)[1]["inquirer"]["compared_with"] == "child_name_chain"
+
+
 def test_a_case_pair_far_behind_its_traces_best_proposal_stops_early():
     """A case job knows each trace's best stored proposal: a pair that cannot come within the
     margin of it (nor be likely) is outranked whatever its weight, so it stops before the parents'
