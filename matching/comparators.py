@@ -46,6 +46,7 @@ from .names import (
     canonical_name,
     has_arabic_script,
     is_known_name,
+    key_readings,
     name_key,
     name_tokens,
     nickname_targets,
@@ -280,6 +281,7 @@ class _Info:
     key: str
     skeleton: str
     single: str  # doubled letters written once (Aishha -> Aisha)
+    readings: frozenset[tuple[str, str]]  # names.key_readings
 
 
 @functools.lru_cache(maxsize=524_288)
@@ -294,6 +296,7 @@ def _info(token: str) -> _Info:
         key=name_key(token),
         skeleton=skeleton_key(token),
         single=_undoubled(token),
+        readings=key_readings(token),
     )
 
 
@@ -304,8 +307,9 @@ def compare_tokens(a: str, b: str) -> tuple[TokenLevel, float]:
     Returns ``(level, similarity)``. Order of tests: exact; same class in the curated
     variant table; known nickname; if the table knows both tokens as *different* names
     (Mohamed / Mahmoud, Hassan / Hussein, Karim / Karima) they are ``different`` whatever
-    their keys say; same phonetic key (Latin) or same skeleton (Arabic script against
-    Latin); initial; then Jaro-Winkler / optimal-string-alignment typo levels.
+    their keys say; same phonetic key (Latin), or one of the other readings of their letters
+    that spellings of one name exchange (``names.key_readings``: Yagoub = Yacoub, Ridwan =
+    Rizwan), or same skeleton (Arabic script against Latin); initial; then Jaro-Winkler / optimal-string-alignment typo levels.
     """
     if not a or not b:
         return TokenLevel.MISSING, 0.0
@@ -324,7 +328,7 @@ def compare_tokens(a: str, b: str) -> tuple[TokenLevel, float]:
         # Two names the curated table knows to be different (siblings' names).
         return TokenLevel.DIFFERENT, round(jw, 3)
     if ia.arabic == ib.arabic:
-        if ia.key == ib.key:
+        if ia.key == ib.key or (not ia.arabic and not ia.readings.isdisjoint(ib.readings)):
             return TokenLevel.PHONETIC, round(max(0.85, jw), 3)
     elif ia.skeleton == ib.skeleton:
         return TokenLevel.TRANSLITERATION, round(max(0.85, jw), 3)

@@ -815,6 +815,16 @@ def _alternate_skeletons(token: str) -> tuple[str, ...]:
     return tuple(sorted(alternates))
 
 
+@functools.lru_cache(maxsize=262_144)
+def key_readings(token: str) -> frozenset[tuple[str, str]]:
+    """(initial vowel class, skeleton) of a token's key and of each of its other readings (the
+    alternate skeletons above): two Latin spellings that share one are read as one name by
+    `comparators.compare_tokens` (Yagoub = Yacoub, Ridwan = Rizwan, Sundiata = Sunjata,
+    Kazim = Kadhim), unless the curated table knows them as different names (Said / Zaid)."""
+    initial, skel = _key_parts(token)
+    return frozenset((initial, reading) for reading in (skel, *_alternate_skeletons(token)) if reading)
+
+
 @functools.lru_cache(maxsize=131_072)
 def _name_keys_cached(text: str, skeletons: bool) -> frozenset[str]:
     keys: set[str] = set()

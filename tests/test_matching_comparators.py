@@ -33,6 +33,13 @@ from matching.comparators import (
         ("abdi", "abdullahi", TokenLevel.NICKNAME),  # Abdi is short for any Abd- name
         ("nyandeng", "nyandheng", TokenLevel.PHONETIC),  # not in the table: key only
         ("سامح", "sameh", TokenLevel.TRANSLITERATION),  # not in the table: skeleton
+        # other readings of the letters, not in the table (names.key_readings): qaf said g,
+        # dh/z for dhal and zay, di for j
+        ("yagoub", "yacoub", TokenLevel.PHONETIC),
+        ("ridwan", "rizwan", TokenLevel.PHONETIC),
+        ("kazim", "kadhim", TokenLevel.PHONETIC),
+        ("sundiata", "sunjata", TokenLevel.PHONETIC),
+        ("said", "zaid", TokenLevel.DIFFERENT),  # ... but never two names the table knows apart
         ("jonh", "john", TokenLevel.FUZZY_HIGH),  # transposition
         ("gatwech", "gatwec", TokenLevel.FUZZY_HIGH),
         ("m", "mohamed", TokenLevel.INITIAL),
