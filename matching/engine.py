@@ -125,6 +125,8 @@ DEFAULT_PARAMETERS: dict[str, dict[str, tuple[float, float]]] = {
 # log2(TF_REFERENCE / f), clamped, so rare names count more and common ones less.
 TF_REFERENCE = 0.01
 TF_CLAMP = 3.0
+# Each of the child's names agreeing beyond two adds this many bits to the whole-name weight.
+NAMES_TOKEN_BONUS = 1.5
 TF_PSEUDO_RECORDS = 1000
 MATCHED_TOKEN_LEVELS = {"exact", "variant", "nickname", "phonetic", "transliteration"}
 FULLY_PAIRED_NAME_LEVELS = {"exact", "variant", "phonetic", "fuzzy_high", "fuzzy_low"}
@@ -401,6 +403,16 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
         add("names", names, names_extra, at_most=round(weights.get("given_name", {}).get("exact", 0.0), 3))
     else:
         add("names", names, names_extra)
+        agreeing = _agreeing_names(names) if fully_paired else 0
+        if agreeing > 2:
+            # The level says how well the shorter name is found, not how much of it: a third
+            # (fourth ...) name agreeing is rarer by chance than two (a namesake "Fatima Xuseen"
+            # against "Faaduma Maxammed Xasan", the child written in full on both sides).
+            bonus = NAMES_TOKEN_BONUS * (agreeing - 2)
+            summed += bonus
+            if explain:
+                evidence[-1]["weight"] = round(evidence[-1]["weight"] + bonus, 3)
+                evidence[-1]["agreeing_names"] = agreeing
     if str(names.level) not in ("missing", "different") and frequencies is not None:
         tf = 0.0
         for match in getattr(names, "matches", ()):
@@ -505,6 +517,13 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
     return score, evidence
 
 
+def _agreeing_names(names: cmp.NameComparison) -> int:
+    """How many of the child's own names (not nicknames or other names) agree at a matched level."""
+    return sum(1 for m in names.matches if str(m.level) in MATCHED_TOKEN_LEVELS
+               and m.field_a not in _OPTIONAL_NAME_FIELDS and m.field_b not in _OPTIONAL_NAME_FIELDS)
+
+
+_OPTIONAL_NAME_FIELDS = ("nickname", "other")
 FLOOR_MARGIN = 1e-6  # a bound this close to the floor is compared in full (rounding)
 
 
@@ -640,6 +659,7 @@ COVER_BONUS = 3.0
 # name (the first given token) compares on both sides, which separates the child from siblings
 # and cousins who share every other name (measured: bench/README.md, "Matching results, 2026-11-29 round").
 FIRST_STAGE_POOL = 150
+FIRST_STAGE_PROTECT = 10  # the first stage's best this many are compared whatever the second stage says
 OWN_NAME_POINTS = {"exact": 4.0, "variant": 4.0, "nickname": 3.0, "phonetic": 3.0, "transliteration": 3.0,
                    "fuzzy_high": 2.0, "fuzzy_low": 1.0, "different": -1.0}
 _OPPOSITE_SEX = {"male": "female", "female": "male"}
@@ -900,6 +920,15 @@ def rerank_by_own_name(pool: list[tuple[str, float]], own: str | None, own_of: M
     if ranked:  # far behind the best, a candidate is not worth a full comparison
         floor = ranked[0][1] - COMPARE_MARGIN
         ranked = [item for item in ranked if item[1] >= floor]
+    if own is not None:
+        # The first stage's best few are compared whatever their own names say: a child whose
+        # own name was written so differently that it does not compare (a swapped or unknown
+        # spelling), but whose other names, parents and place put it near the top, is not
+        # pushed out by namesakes of the own name.
+        kept = {record_id for record_id, _score in ranked}
+        missing = [item for item in rescored[:FIRST_STAGE_PROTECT] if item[0] not in kept]
+        if missing:
+            ranked = ranked[:max(0, limit - len(missing))] + missing
     return ranked
 
 

@@ -337,6 +337,10 @@ def build_comparison(proposal: MatchProposal, user) -> dict:
             except (KeyError, ValueError):
                 continue
             explanations.append(match.explanation())
+        agreeing = levels.get("names", {}).get("agreeing_names")
+        if agreeing:
+            explanations.append(_("%(count)s of the child's names agree, not only two: that is rarer by chance, "
+                                  "so the names count for more.", count=agreeing))
         if levels.get("father_name", {}).get("compared_with") == "child_name_chain":
             explanations.append(_("The father's name on one record agrees with the child's names after the "
                                   "child's own name on the other: in chain naming, these are the father's and "

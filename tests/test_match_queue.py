@@ -262,3 +262,16 @@ def test_a_fathers_name_found_in_the_childs_chain_is_explained(team):
     db.session.commit()
     html = team["web"].get(f"/matches/{right.id}").get_data(as_text=True)
     assert "in chain naming, these are the father&#39;s and grandfather&#39;s names" in html
+
+
+def test_more_than_two_names_agreeing_are_explained(team):
+    """A whole-name weight raised because three of the child's names agree says so in plain words
+    (in the reader's language)."""
+    _trace, right, _wrong = two_candidates(team)
+    html = team["web"].get(f"/matches/{right.id}").get_data(as_text=True)
+    assert "names agree, not only two" not in html
+    right.comparison = [item for item in right.comparison if item["comparator"] != "names"] + [
+        {"comparator": "names", "level": "variant", "weight": 8.951, "similarity": 0.95, "agreeing_names": 3}]
+    db.session.commit()
+    html = team["web"].get(f"/matches/{right.id}").get_data(as_text=True)
+    assert "3 of the child&#39;s names agree, not only two" in html

@@ -770,6 +770,39 @@ def test_other_names_are_not_read_as_the_childs_chain():
     assert _evidence(trace, chained)[1]["inquirer"]["compared_with"] == "child_name_chain"
 
 
+def test_more_of_the_childs_names_agreeing_count_for_more():
+    """From the benchmark's misranked traces: "Faaduma Maxammed Xasan" (the child written in full
+    on both sides) and a namesake "Fatima Xuseen" got the same whole-name weight, as the level
+    only says how well the shorter name is found. Each name agreeing beyond two adds
+    NAMES_TOKEN_BONUS bits, and the comparison page says so."""
+    from matching import engine
+    trace = _person("trace", names={"given": ["Fatuma"], "middle": ["Mohamed"], "family": ["Hasan"]}, sex="female",
+                    age=10)
+    full = _person("case", names={"given": ["Faaduma"], "middle": ["Maxammed"], "family": ["Xasan"]}, sex="female",
+                   age=10)
+    two = _person("case", names={"given": ["Faaduma"], "family": ["Xasan"]}, sex="female", age=10)
+    full_score, full_evidence = _evidence(trace, full)
+    two_score, two_evidence = _evidence(trace, two)
+    assert full_evidence["names"]["level"] == two_evidence["names"]["level"]
+    assert full_evidence["names"]["agreeing_names"] == 3 and "agreeing_names" not in two_evidence["names"]
+    level_weight = engine._weights({})["names"][full_evidence["names"]["level"]]
+    assert full_evidence["names"]["weight"] == round(level_weight + engine.NAMES_TOKEN_BONUS, 3)
+    assert full_score == pytest.approx(two_score + engine.NAMES_TOKEN_BONUS)
+
+
+def test_the_first_stages_best_are_compared_whatever_the_own_name_says():
+    """From the benchmark's lost pairs: a child ranked near the top by the first stage (family
+    names, parents, place) whose own name was written so differently that it does not compare was
+    pushed beyond the 60 compared by a hundred namesakes of the own name. The first stage's best
+    FIRST_STAGE_PROTECT stay among those compared."""
+    from matching import engine
+    pool = [("swapped", 21.0)] + [(f"namesake{i:03d}", 20.9 - i * 0.001) for i in range(100)]
+    own_of = {"swapped": "hassan", **{f"namesake{i:03d}": "ahmed" for i in range(100)}}
+    ranked = [record_id for record_id, _score in engine.rerank_by_own_name(pool, "ahmed", own_of, 60)]
+    assert len(ranked) == 60 and "swapped" in ranked
+    assert ranked[:59] == [f"namesake{i:03d}" for i in range(59)]
+
+
 def test_a_case_pair_far_behind_its_traces_best_proposal_stops_early():
     """A case job knows each trace's best stored proposal: a pair that cannot come within the
     margin of it (nor be likely) is outranked whatever its weight, so it stops before the parents'
