@@ -127,6 +127,7 @@ def test_the_engine_defaults_of_this_release_get_their_own_settings_version(scra
     ("a26b5d9c4e06", "b37c6e0d5f17", 0.02, 0.01, "second round"),
     ("b37c6e0d5f17", "c48d7f1e6a28", 0.01, 0.0025, "fourth round"),
     ("c48d7f1e6a28", "a07f7f433133", 0.0025, 0.0025, "fifth round"),  # the engine only: thresholds kept
+    ("a07f7f433133", "b18e2c6d4f50", 0.0025, 0.0025, "sixth round"),
 ])
 def test_a_new_engine_round_moves_only_the_untouched_possible_threshold(scratch_app, before, revision, old, new,
                                                                        named):
