@@ -309,7 +309,8 @@ def compare_tokens(a: str, b: str) -> tuple[TokenLevel, float]:
     (Mohamed / Mahmoud, Hassan / Hussein, Karim / Karima) they are ``different`` whatever
     their keys say; same phonetic key (Latin), or one of the other readings of their letters
     that spellings of one name exchange (``names.key_readings``: Yagoub = Yacoub, Ridwan =
-    Rizwan), or same skeleton (Arabic script against Latin); initial; then Jaro-Winkler / optimal-string-alignment typo levels.
+    Rizwan), or same skeleton (Arabic script against Latin); initial; then Jaro-Winkler /
+    optimal-string-alignment typo levels.
     """
     if not a or not b:
         return TokenLevel.MISSING, 0.0

@@ -125,8 +125,10 @@ DEFAULT_PARAMETERS: dict[str, dict[str, tuple[float, float]]] = {
 # log2(TF_REFERENCE / f), clamped, so rare names count more and common ones less.
 TF_REFERENCE = 0.01
 TF_CLAMP = 3.0
-# Each of the child's names agreeing beyond two adds this many bits to the whole-name weight.
+# Each of the child's names agreeing beyond two adds this many bits to the whole-name weight
+# (nicknames and other names, the comparators' optional fields, are not counted).
 NAMES_TOKEN_BONUS = 1.5
+_OPTIONAL_NAME_FIELDS = ("nickname", "other")
 TF_PSEUDO_RECORDS = 1000
 MATCHED_TOKEN_LEVELS = {"exact", "variant", "nickname", "phonetic", "transliteration"}
 FULLY_PAIRED_NAME_LEVELS = {"exact", "variant", "phonetic", "fuzzy_high", "fuzzy_low"}
@@ -523,7 +525,6 @@ def _agreeing_names(names: cmp.NameComparison) -> int:
                and m.field_a not in _OPTIONAL_NAME_FIELDS and m.field_b not in _OPTIONAL_NAME_FIELDS)
 
 
-_OPTIONAL_NAME_FIELDS = ("nickname", "other")
 FLOOR_MARGIN = 1e-6  # a bound this close to the floor is compared in full (rounding)
 
 
