@@ -168,6 +168,8 @@ _STRONG_TOKEN_LEVELS = frozenset(
 # on the other record is no evidence against.
 NAME_FIELDS = ("given", "middle", "family", "nickname", "other")
 OPTIONAL_FIELDS = frozenset({"nickname", "nicknames", "other", "other_names", "alias", "aliases"})
+# The field a token match names for a token of an optional field (`_tokens_of`): not the child's own names.
+MATCHED_OPTIONAL_FIELDS = ("nickname", "other")
 
 
 @dataclass(frozen=True)
@@ -641,7 +643,8 @@ def _compare_names_cached(
     short_unmatched = len(unmatched_a) if core_a <= core_b else len(unmatched_b)
     if core_a == core_b:
         short_unmatched = min(len(unmatched_a), len(unmatched_b))
-    relevant = [m for m in matches if not (m.field_a in ("nickname", "other") and m.field_b in ("nickname", "other"))]
+    relevant = [m for m in matches
+                if not (m.field_a in MATCHED_OPTIONAL_FIELDS and m.field_b in MATCHED_OPTIONAL_FIELDS)]
     details = {
         "extra_tokens": abs(core_a - core_b),
         "reordered": _reordered(matches, singles_a, singles_b),

@@ -128,7 +128,6 @@ TF_CLAMP = 3.0
 # Each of the child's names agreeing beyond two adds this many bits to the whole-name weight
 # (nicknames and other names, the comparators' optional fields, are not counted).
 NAMES_TOKEN_BONUS = 1.5
-_OPTIONAL_NAME_FIELDS = ("nickname", "other")
 TF_PSEUDO_RECORDS = 1000
 MATCHED_TOKEN_LEVELS = {"exact", "variant", "nickname", "phonetic", "transliteration"}
 FULLY_PAIRED_NAME_LEVELS = {"exact", "variant", "phonetic", "fuzzy_high", "fuzzy_low"}
@@ -522,7 +521,7 @@ def compare(trace: Person, case: Person, settings: Settings, frequencies: Mappin
 def _agreeing_names(names: cmp.NameComparison) -> int:
     """How many of the child's own names (not nicknames or other names) agree at a matched level."""
     return sum(1 for m in names.matches if str(m.level) in MATCHED_TOKEN_LEVELS
-               and m.field_a not in _OPTIONAL_NAME_FIELDS and m.field_b not in _OPTIONAL_NAME_FIELDS)
+               and m.field_a not in cmp.MATCHED_OPTIONAL_FIELDS and m.field_b not in cmp.MATCHED_OPTIONAL_FIELDS)
 
 
 FLOOR_MARGIN = 1e-6  # a bound this close to the floor is compared in full (rounding)
